@@ -1,0 +1,73 @@
+"""runcomfy_async: an asyncio SDK for the RunComfy Model API.
+
+import runcomfy_async as rc
+from runcomfy_async import models
+
+async with rc.Client() as client:
+    result = await client.run(models.Wan22TextToImage(prompt="a red fox"))
+    print(result.output.urls)
+"""
+
+from ._client import Client, Request
+from ._config import DEFAULT_BASE_URL, Timeouts
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    InsufficientBalanceError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestCancelledError,
+    RequestFailedError,
+    RunComfyError,
+    ServerError,
+    SubmissionUnknownError,
+    TransportError,
+    TransportTimeoutError,
+    UnexpectedResponseError,
+    WaitTimeoutError,
+)
+from ._inputs import ModelInput
+from ._poll import PollPolicy
+from ._retry import RetryPolicy
+from ._wire import CancelOutcome, ModelInfo, Output, Result, State, Status
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CancelOutcome",
+    "Client",
+    "ConfigurationError",
+    "InsufficientBalanceError",
+    "InvalidInputError",
+    "ModelInfo",
+    "ModelInput",
+    "NotFoundError",
+    "Output",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "RateLimitError",
+    "Request",
+    "RequestCancelledError",
+    "RequestFailedError",
+    "Result",
+    "RetryPolicy",
+    "RunComfyError",
+    "ServerError",
+    "State",
+    "Status",
+    "SubmissionUnknownError",
+    "Timeouts",
+    "TransportError",
+    "TransportTimeoutError",
+    "UnexpectedResponseError",
+    "WaitTimeoutError",
+    "__version__",
+]

@@ -1,0 +1,108 @@
+"""Client configuration read once at construction: key, base URL policy, timeouts."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ._errors import ConfigurationError
+
+__all__ = ["DEFAULT_BASE_URL", "Timeouts"]
+
+DEFAULT_BASE_URL = "https://model-api.runcomfy.net"
+KEY_ENV_VARS = ("RUNCOMFY_API_KEY", "RUNCOMFY_API_TOKEN")
+BASE_URL_ENV_VAR = "RUNCOMFY_BASE_URL"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Per-call limits in seconds: `total` for the whole call, `connect` to get a connection
+    (including the wait for a free one in the pool)."""
+
+    total: float = 60.0
+    connect: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not (self.total > 0 and self.connect > 0):
+            raise ConfigurationError("timeouts must be positive numbers of seconds")
+
+
+class Secret:
+    """Holds the API key; its repr and str never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("the API key cannot be pickled")
+
+
+_TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")
+
+
+def resolve_api_key(api_key: str | None, environ: Mapping[str, str]) -> Secret:
+    """The key passed in, else RUNCOMFY_API_KEY, else RUNCOMFY_API_TOKEN."""
+    if api_key is None:
+        api_key = next((environ[name] for name in KEY_ENV_VARS if environ.get(name)), None)
+    if api_key is None or not api_key.strip():
+        raise ConfigurationError(
+            "no API key: pass api_key=... or set RUNCOMFY_API_KEY "
+            "(for the local simulator any non-empty string works)"
+        )
+    api_key = api_key.strip()
+    if not _TOKEN_CHARS.match(api_key):
+        # Do not echo it: the value may be a real key with a stray character.
+        raise ConfigurationError("the API key contains spaces or non-printable characters")
+    return Secret(api_key)
+
+
+def resolve_base_url(base_url: str | None, environ: Mapping[str, str]) -> str:
+    """The API base URL, checked: https, or http only to a loopback host; no userinfo."""
+    url = base_url or environ.get(BASE_URL_ENV_VAR) or DEFAULT_BASE_URL
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ConfigurationError(f"base_url is not a valid URL: {url!r}") from exc
+    if parts.scheme not in ("https", "http") or not host:
+        raise ConfigurationError(f"base_url must be an https URL, got {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError("base_url must not contain a user name or password")
+    if parts.query or parts.fragment:
+        raise ConfigurationError("base_url must not have a query or fragment")
+    if parts.scheme == "http" and not is_loopback(host):
+        raise ConfigurationError(
+            f"base_url {url!r} uses plain http: only https is allowed, except to loopback "
+            "(the local simulator)"
+        )
+    return url.rstrip("/")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def environ() -> Mapping[str, str]:
+    """The process environment, read when a Client is built (never at import)."""
+    return os.environ

@@ -1,0 +1,185 @@
+"""The exception tree: every error a public method raises is one of these.
+
+    RunComfyError
+    ├── ConfigurationError (ValueError)         bad key, base URL or option
+    ├── InvalidInputError (ValueError)          inputs rejected before any call was made
+    ├── TransportError                          the call failed on the network
+    │   └── TransportTimeoutError (TimeoutError)
+    ├── SubmissionUnknownError                  a submit may have reached RunComfy: never resent
+    ├── UnexpectedResponseError                 an answer we could not read
+    ├── APIError                                RunComfy answered with an error
+    │   ├── AuthenticationError                 401, 400004
+    │   │   └── PermissionDeniedError           403, 403001
+    │   ├── InsufficientBalanceError            402, 400002
+    │   ├── NotFoundError (LookupError)         404, 404001
+    │   ├── BadRequestError                     400, 400001, 422 and other 4xx
+    │   ├── RateLimitError                      429 (.retry_after)
+    │   └── ServerError                         5xx
+    ├── RequestFailedError                      the request ran and produced no output
+    │   └── RequestCancelledError               the request was cancelled
+    └── WaitTimeoutError (TimeoutError)         wait()/run() deadline passed; the request lives on
+
+Messages never contain the API key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "InsufficientBalanceError",
+    "InvalidInputError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestCancelledError",
+    "RequestFailedError",
+    "RunComfyError",
+    "ServerError",
+    "SubmissionUnknownError",
+    "TransportError",
+    "TransportTimeoutError",
+    "UnexpectedResponseError",
+    "WaitTimeoutError",
+]
+
+_BODY_LIMIT = 2_000  # characters of a raw body kept on an error
+
+
+def _truncate(text: str) -> str:
+    if len(text) <= _BODY_LIMIT:
+        return text
+    return text[:_BODY_LIMIT] + f"… [{len(text) - _BODY_LIMIT} more characters]"
+
+
+class RunComfyError(Exception):
+    """Base class of every error raised by runcomfy_async."""
+
+
+class ConfigurationError(RunComfyError, ValueError):
+    """The client was configured wrongly (missing key, unsafe base URL, bad option)."""
+
+
+class InvalidInputError(RunComfyError, ValueError):
+    """Inputs broke a rule of the model's schema; nothing was sent or paid for."""
+
+    def __init__(self, message: str, *, model_id: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.model_id = model_id
+        self.field = field
+
+
+class TransportError(RunComfyError):
+    """The call could not be completed on the network (after any retries)."""
+
+
+class TransportTimeoutError(TransportError, TimeoutError):
+    """The call timed out (after any retries)."""
+
+
+class SubmissionUnknownError(RunComfyError):
+    """A submit failed after its bytes may have reached RunComfy.
+
+    A job may or may not exist, and may be billed. The SDK never resends such a submit on its
+    own: check your RunComfy dashboard, or resubmit `inputs` deliberately.
+    """
+
+    def __init__(self, message: str, *, model_id: str, inputs: Any) -> None:
+        super().__init__(message)
+        self.model_id = model_id
+        self.inputs = inputs
+
+
+class UnexpectedResponseError(RunComfyError):
+    """RunComfy answered with something the SDK could not read."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, body: str = "") -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = _truncate(body)
+
+
+class APIError(RunComfyError):
+    """RunComfy answered with an error: HTTP status, RunComfy `error_code` and message."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        error_code: int | str | None = None,
+        body: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.error_code = error_code
+        self.body = _truncate(body)
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        code = f", error_code {self.error_code}" if self.error_code is not None else ""
+        return f"{self.message} (HTTP {self.status_code}{code})"
+
+
+class AuthenticationError(APIError):
+    """The API key is missing, wrong, expired, or the account is inactive."""
+
+
+class PermissionDeniedError(AuthenticationError):
+    """The key is valid but may not use this model or request."""
+
+
+class InsufficientBalanceError(APIError):
+    """The account balance does not cover the request."""
+
+
+class NotFoundError(APIError, LookupError):
+    """The model or request_id does not exist (or the request expired)."""
+
+
+class BadRequestError(APIError):
+    """RunComfy rejected the call's content (invalid model id, inputs, parameters)."""
+
+
+class ResultNotReadyError(BadRequestError):
+    """RunComfy's 400005: the result is not ready yet (result() turns it into a state)."""
+
+
+class RateLimitError(APIError):
+    """Too many calls; `retry_after` is the wait RunComfy asked for in seconds, if any."""
+
+
+class ServerError(APIError):
+    """RunComfy failed (HTTP 5xx)."""
+
+
+class RequestFailedError(RunComfyError):
+    """The request reached a terminal state without output; `error` is RunComfy's own."""
+
+    def __init__(self, message: str, *, request_id: str, error: Any = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.error = error
+
+
+class RequestCancelledError(RequestFailedError):
+    """The request was cancelled before it produced output."""
+
+
+class WaitTimeoutError(RunComfyError, TimeoutError):
+    """The wait's deadline passed; the request goes on and can be waited on again."""
+
+    def __init__(
+        self, message: str, *, request_id: str, timeout: float, cancel_outcome: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.timeout = timeout
+        #: The CancelOutcome when `cancel_on_timeout=True` sent a cancel, else None.
+        self.cancel_outcome = cancel_outcome

@@ -1,0 +1,123 @@
+"""Typed model inputs: the ModelInput base and the validation every input passes before a call."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self, TypeVar
+
+import msgspec
+
+from ._errors import InvalidInputError
+
+__all__ = ["ModelInput"]
+
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+$")
+_ENCODER = msgspec.json.Encoder()
+
+M = TypeVar("M", bound="ModelInput")
+
+
+class ModelInput(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """Base of the typed inputs in `runcomfy_async.models`: each knows its `model_id`.
+
+    Fields left unset are not sent, so RunComfy applies its own defaults. Constructing an
+    input checks nothing (a msgspec trait); `validate()` and every submit check all rules.
+    """
+
+    model_id: ClassVar[str]
+    #: Plain-words rule per field, shown instead of msgspec's regex text.
+    rule_hints: ClassVar[dict[str, str]] = {}
+
+    def validate(self) -> Self:
+        """Check every schema rule; raise InvalidInputError naming the field and the rule."""
+        decode_input(type(self), _ENCODER.encode(self))
+        return self
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Build and check an input from wire-named fields (e.g. `promptText`)."""
+        try:
+            raw = _ENCODER.encode(dict(data))
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                f"{cls.model_id}: inputs are not JSON-serialisable: {exc}", model_id=cls.model_id
+            ) from exc
+        return decode_input(cls, raw)
+
+
+@functools.cache
+def _decoder(cls: type[M]) -> msgspec.json.Decoder[M]:
+    return msgspec.json.Decoder(cls)
+
+
+def decode_input(cls: type[M], raw: bytes) -> M:
+    """Decode wire JSON into `cls`, enforcing every constraint, with a readable error."""
+    try:
+        decoded: M = _decoder(cls).decode(raw)
+    except msgspec.ValidationError as exc:
+        wire_name, rule = _split(str(exc))
+        names = {f.encode_name: f.name for f in msgspec.structs.fields(cls)}
+        field = names.get(wire_name, wire_name) if wire_name else None
+        if field in cls.rule_hints and "regex" in rule:
+            rule = cls.rule_hints[field]
+        where = f"{cls.__name__}.{field}" if field else cls.__name__
+        if field and wire_name and wire_name != field:
+            where += f" ({wire_name})"
+        raise InvalidInputError(f"{where}: {rule}", model_id=cls.model_id, field=field) from None
+    return decoded
+
+
+_AT_PATH = re.compile(r"^(?P<rule>.*?) - at `\$\.(?P<field>[^`.\[]+)[^`]*`$")
+_MISSING = re.compile(r"missing required field `(?P<field>[^`]+)`")
+_UNKNOWN = re.compile(r"unknown field `(?P<field>[^`]+)`")
+
+
+def _split(message: str) -> tuple[str | None, str]:
+    """(wire field name, rule text) from a msgspec validation message."""
+    at = _AT_PATH.match(message)
+    if at:
+        return at["field"], at["rule"]
+    for pattern in (_MISSING, _UNKNOWN):
+        found = pattern.search(message)
+        if found:
+            return found["field"], message.split(" - at ")[0]
+    return None, message
+
+
+def encode_inputs(model: ModelInput | str, inputs: Mapping[str, Any] | None) -> tuple[str, bytes]:
+    """(model_id, JSON body) for a submit, checked before anything is sent."""
+    if isinstance(model, ModelInput):
+        if inputs is not None:
+            raise TypeError("pass either a typed input, or a model id and a dict of inputs")
+        raw = _ENCODER.encode(model)
+        decode_input(type(model), raw)
+        return model.model_id, raw
+    if not isinstance(model, str):
+        raise TypeError(f"expected a typed input or a model id string, got {type(model)!r}")
+    check_model_id(model)
+    if not isinstance(inputs, Mapping):
+        raise InvalidInputError(
+            f"{model}: inputs must be a mapping of field names to values", model_id=model
+        )
+    if not all(isinstance(key, str) for key in inputs):
+        raise InvalidInputError(f"{model}: input field names must be strings", model_id=model)
+    try:
+        return model, _ENCODER.encode(dict(inputs))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInputError(
+            f"{model}: inputs are not JSON-serialisable: {exc}", model_id=model
+        ) from None
+
+
+def check_model_id(model_id: str) -> str:
+    """A RunComfy model id such as `wan-ai/wan-2-2/text-to-image`, or InvalidInputError."""
+    if not _MODEL_ID.match(model_id) or ".." in model_id:
+        raise InvalidInputError(
+            f"{model_id!r} is not a RunComfy model id (like 'wan-ai/wan-2-2/text-to-image')",
+            model_id=model_id,
+        )
+    return model_id
