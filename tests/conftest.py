@@ -1,0 +1,57 @@
+"""Shared test helpers: virtual time, a canary key, the API's base URL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aioresponses.core
+import pytest
+from aiohttp import ClientResponse
+
+
+class _CompatResponse(ClientResponse):
+    """aioresponses 0.7.9 builds responses without the `stream_writer` aiohttp 3.14 requires
+    (pnuckowski/aioresponses#289). We keep aiohttp at its security-fixed versions and give
+    the mock what it lacks, here only."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", _NoWriter())
+        super().__init__(*args, **kwargs)
+
+
+class _NoWriter:
+    output_size = 0
+
+
+aioresponses.core.ClientResponse = _CompatResponse  # type: ignore[misc]
+
+API = "https://model-api.runcomfy.net"
+CANARY = "rc-canary-7f3a9c1e5b2d4f60a8e1"
+
+
+class VirtualTime:
+    """An injectable clock and sleep: sleeping advances the clock instantly."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def vt() -> VirtualTime:
+    return VirtualTime()
+
+
+@pytest.fixture(autouse=True)
+def _no_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RUNCOMFY_API_KEY", "RUNCOMFY_API_TOKEN", "RUNCOMFY_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
