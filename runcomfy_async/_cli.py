@@ -1,0 +1,29 @@
+"""The `runcomfy` command line (this release: `runcomfy simulator`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `runcomfy` command; returns the exit status."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="runcomfy", description="Command line of the runcomfy_async SDK."
+    )
+    parser.add_argument("--version", action="version", version=f"runcomfy {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_parser(
+        "simulator",
+        help="serve a local RunComfy simulator (no key, no network): "
+        "`runcomfy simulator --help` lists its options",
+        add_help=False,
+    )
+    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "simulator":
+        from .simulator import main as simulator_main
+
+        return simulator_main(rest, prog="runcomfy simulator")
+    parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse refuses
