@@ -19,7 +19,8 @@ from runcomfy_async.simulator import Simulator, SimulatorConfig
 
 
 async def main(path: str, concurrency: int = 8) -> int:
-    prompts = [line.strip() for line in open(path, encoding="utf-8") if line.strip()]
+    text = await anyio.Path(path).read_text(encoding="utf-8")
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
     async with contextlib.AsyncExitStack() as stack:
         if os.environ.get("RUNCOMFY_API_KEY"):
             client = await stack.enter_async_context(rc.Client())

@@ -21,9 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         "`runcomfy simulator --help` lists its options",
         add_help=False,
     )
-    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    if args.command == "simulator":
-        from .simulator import main as simulator_main
+    _, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    from .simulator import main as simulator_main  # the one command so far
 
-        return simulator_main(rest, prog="runcomfy simulator")
-    parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse refuses
+    return simulator_main(rest, prog="runcomfy simulator")

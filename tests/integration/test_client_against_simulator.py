@@ -50,9 +50,11 @@ async def test_typed_image_request_runs_to_a_real_png(sim: Simulator) -> None:
     async with fast_client(sim.url) as client:
         result = await client.run(models.Wan22TextToImage(prompt="a red fox", seed=7))
     assert result.state is rc.State.SUCCEEDED
-    assert result.output is not None and result.output.image is not None
+    assert result.output is not None
+    assert result.output.image is not None
     assert result.cost == pytest.approx(0.04)
-    assert result.created_at is not None and result.finished_at is not None
+    assert result.created_at is not None
+    assert result.finished_at is not None
     async with aiohttp.ClientSession() as http, http.get(result.output.image) as response:
         assert response.content_type == "image/png"
         assert (await response.read()).startswith(b"\x89PNG\r\n\x1a\n")
@@ -65,10 +67,12 @@ async def test_typed_video_request_runs_to_real_mp4_bytes(sim: Simulator) -> Non
     async with fast_client(sim.url) as client:
         request = await client.submit(inputs)
         result = await request.wait(timeout=10)
-    assert result.output is not None and result.output.video is not None
+    assert result.output is not None
+    assert result.output.video is not None
     async with aiohttp.ClientSession() as http, http.get(result.output.video) as response:
         body = await response.read()
-    assert body[4:8] == b"ftyp" and b"moov" in body
+    assert body[4:8] == b"ftyp"
+    assert b"moov" in body
     assert sim.ledger.job(request.request_id).inputs == {
         "promptText": "waves",
         "promptImage": IMAGE,
@@ -176,14 +180,18 @@ async def test_every_quirk_still_gives_results_and_failures(quirks: Quirks) -> N
         WAN: ModelProfile(run_time=(0.05, 0.1)),
         "acme/broken": ModelProfile(failure_rate=1.0, run_time=(0.05, 0.1)),
     }
-    async with Simulator(config(models=models_, quirks=quirks)) as sim:
-        async with fast_client(sim.url) as client:
-            good = await client.run(WAN, {"prompt": "ok"}, timeout=20)
-            with pytest.raises(rc.RequestFailedError) as info:
-                await client.run("acme/broken", {"anything": 1}, timeout=20)
-            with pytest.raises(rc.NotFoundError):
-                await client.status("no-such-request")
-    assert good.succeeded and good.output is not None and good.output.urls
+    async with (
+        Simulator(config(models=models_, quirks=quirks)) as sim,
+        fast_client(sim.url) as client,
+    ):
+        good = await client.run(WAN, {"prompt": "ok"}, timeout=20)
+        with pytest.raises(rc.RequestFailedError) as info:
+            await client.run("acme/broken", {"anything": 1}, timeout=20)
+        with pytest.raises(rc.NotFoundError):
+            await client.status("no-such-request")
+    assert good.succeeded
+    assert good.output is not None
+    assert good.output.urls
     assert info.value.error
 
 
@@ -200,7 +208,8 @@ async def test_cancel_frees_a_queued_request_and_reports_a_running_one() -> None
             with pytest.raises(rc.RequestCancelledError):
                 await queued.wait()
             outcome = await client.cancel(running)
-        assert outcome.cancelled is False and outcome.outcome == "not_cancellable"
+        assert outcome.cancelled is False
+        assert outcome.outcome == "not_cancellable"
         assert sim.ledger.job(queued.request_id).charged == 0
 
 
