@@ -8,6 +8,7 @@ async with rc.Client() as client:
     print(result.output.urls)
 """
 
+from . import models  # registers the typed inputs, so dict inputs to their ids are checked
 from ._client import Client, Request
 from ._config import DEFAULT_BASE_URL, Timeouts
 from ._errors import (
@@ -70,4 +71,5 @@ __all__ = [
     "UnexpectedResponseError",
     "WaitTimeoutError",
     "__version__",
+    "models",
 ]

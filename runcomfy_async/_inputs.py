@@ -13,7 +13,7 @@ from ._errors import InvalidInputError
 
 __all__ = ["ModelInput"]
 
-_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+$")
+_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+")
 _ENCODER = msgspec.json.Encoder()
 
 M = TypeVar("M", bound="ModelInput")
@@ -32,21 +32,33 @@ class ModelInput(
     #: Plain-words rule per field, shown instead of msgspec's regex text.
     rule_hints: ClassVar[dict[str, str]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "model_id" in cls.__dict__:
+            _TYPED[cls.model_id] = cls
+
     def validate(self) -> Self:
         """Check every schema rule; raise InvalidInputError naming the field and the rule."""
-        decode_input(type(self), _ENCODER.encode(self))
+        decode_input(type(self), _encode(self, self.model_id))
         return self
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Build and check an input from wire-named fields (e.g. `promptText`)."""
-        try:
-            raw = _ENCODER.encode(dict(data))
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(
-                f"{cls.model_id}: inputs are not JSON-serialisable: {exc}", model_id=cls.model_id
-            ) from exc
-        return decode_input(cls, raw)
+        return decode_input(cls, _encode(dict(data), cls.model_id))
+
+
+# model_id -> its typed input, filled as `runcomfy_async.models` defines them.
+_TYPED: dict[str, type[ModelInput]] = {}
+
+
+def _encode(value: object, model_id: str) -> bytes:
+    try:
+        return _ENCODER.encode(value)
+    except (TypeError, ValueError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError
+        raise InvalidInputError(
+            f"{model_id}: inputs are not JSON-serialisable: {exc}", model_id=model_id
+        ) from None
 
 
 @functools.cache
@@ -89,11 +101,14 @@ def _split(message: str) -> tuple[str | None, str]:
 
 
 def encode_inputs(model: ModelInput | str, inputs: Mapping[str, Any] | None) -> tuple[str, bytes]:
-    """(model_id, JSON body) for a submit, checked before anything is sent."""
+    """(model_id, JSON body) for a submit, checked before anything is sent.
+
+    Dict inputs for a model that has a typed input are checked by it too.
+    """
     if isinstance(model, ModelInput):
         if inputs is not None:
             raise TypeError("pass either a typed input, or a model id and a dict of inputs")
-        raw = _ENCODER.encode(model)
+        raw = _encode(model, model.model_id)
         decode_input(type(model), raw)
         return model.model_id, raw
     if not isinstance(model, str):
@@ -105,17 +120,16 @@ def encode_inputs(model: ModelInput | str, inputs: Mapping[str, Any] | None) -> 
         )
     if not all(isinstance(key, str) for key in inputs):
         raise InvalidInputError(f"{model}: input field names must be strings", model_id=model)
-    try:
-        return model, _ENCODER.encode(dict(inputs))
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InvalidInputError(
-            f"{model}: inputs are not JSON-serialisable: {exc}", model_id=model
-        ) from None
+    raw = _encode(dict(inputs), model)
+    typed = _TYPED.get(model)
+    if typed is not None:
+        decode_input(typed, raw)
+    return model, raw
 
 
 def check_model_id(model_id: str) -> str:
     """A RunComfy model id such as `wan-ai/wan-2-2/text-to-image`, or InvalidInputError."""
-    if not _MODEL_ID.match(model_id) or ".." in model_id:
+    if not isinstance(model_id, str) or not _MODEL_ID.fullmatch(model_id) or ".." in model_id:
         raise InvalidInputError(
             f"{model_id!r} is not a RunComfy model id (like 'wan-ai/wan-2-2/text-to-image')",
             model_id=model_id,

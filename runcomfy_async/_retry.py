@@ -39,7 +39,15 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        for name in ("base_backoff", "max_backoff", "max_retry_after", "budget"):
+        for name in (
+            "base_backoff",
+            "max_backoff",
+            "max_retry_after",
+            "budget",
+            "retry_cost",
+            "timeout_cost",
+            "success_refund",
+        ):
             if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
                 raise ValueError(f"{name} must be a finite number >= 0")
 

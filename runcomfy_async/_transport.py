@@ -112,11 +112,13 @@ def api_error(
 def _decode_error_body(raw: bytes) -> _wire.ErrorBody | None:
     try:
         return _ERROR_DECODER.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except _UNREADABLE:
         return None
 
 
 _ERROR_DECODER = msgspec.json.Decoder(_wire.ErrorBody)
+# What decoding a hostile body can raise (msgspec raises RecursionError on deep nesting).
+_UNREADABLE = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
 class _Attempt(enum.Enum):
@@ -307,7 +309,7 @@ class Transport:
     ) -> T | RunComfyError:
         try:
             decoded = decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except _UNREADABLE as exc:
             # An embedded error in a body of the wrong shape is still an error answer.
             embedded = _decode_error_body(raw)
             if embedded is not None and _wire.error_code_of(embedded) is not None:

@@ -241,7 +241,10 @@ def error_code_of(body: _Body | ErrorBody) -> int | str | None:
     if isinstance(raw, int):
         return raw
     if isinstance(raw, str):
-        return int(raw) if raw.strip().isdigit() else raw.strip() or None
+        text = raw.strip()
+        if text.isascii() and text.isdigit() and len(text) <= 18:
+            return int(text)
+        return text[:100] or None
     return None
 
 
@@ -263,14 +266,11 @@ def parse_float(value: Any) -> float | None:
     """A finite number from a number or a numeric string, else None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
+    if not isinstance(value, int | float | str):
+        return None
+    try:
         number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-    else:
+    except (ValueError, OverflowError):  # e.g. a 400-digit JSON integer
         return None
     return number if math.isfinite(number) else None
 

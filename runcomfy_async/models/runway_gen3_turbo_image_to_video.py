@@ -13,7 +13,7 @@ Duration = Literal[5, 10]
 ImageURL = Annotated[
     str,
     Meta(
-        pattern=r"^(https://[^\s]+|data:[^\s]+)$",
+        pattern=r"^(https://\S+|data:\S+)\Z",
         description="a public https URL or a data: URI; RunComfy checks the image itself "
         "(width and height < 8000 px, aspect ratio 1:2 to 2:1, file < 16 MB)",
     ),

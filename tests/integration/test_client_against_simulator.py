@@ -79,14 +79,24 @@ async def test_typed_video_request_runs_to_real_mp4_bytes(sim: Simulator) -> Non
     }
 
 
-async def test_dict_inputs_reach_any_model_and_the_simulator_checks_them(sim: Simulator) -> None:
-    async with fast_client(sim.url) as client:
+async def test_dict_inputs_reach_any_model_and_the_simulator_checks_them() -> None:
+    strict = {
+        "type": "object",
+        "required": ["prompt"],
+        "properties": {"prompt": {"type": "string", "maxLength": 10}},
+    }
+    catalog = {**FAST, "acme/strict": ModelProfile(run_time=(0.05, 0.1), input_schema=strict)}
+    async with Simulator(config(models=catalog)) as sim, fast_client(sim.url) as client:
         result = await client.run(WAN, {"prompt": "a fox", "aspect_ratio": "1024:1024 (1:1)"})
         assert result.succeeded
-        with pytest.raises(rc.BadRequestError) as info:
+        assert (await client.run("acme/strict", {"prompt": "short"})).succeeded
+        with pytest.raises(rc.BadRequestError) as info:  # no typed input: RunComfy says no
+            await client.submit("acme/strict", {"prompt": "far too long a prompt"})
+        with pytest.raises(rc.InvalidInputError, match="aspect_ratio"):  # typed: checked here
             await client.submit(WAN, {"prompt": "a fox", "aspect_ratio": "square"})
-    assert info.value.status_code == 422
-    assert len(sim.ledger.jobs) == 1
+        assert info.value.status_code == 422
+        assert sim.ledger.calls["submit"] == 3
+        assert len(sim.ledger.jobs) == 2
 
 
 async def test_invalid_typed_inputs_never_reach_the_api(sim: Simulator) -> None:
