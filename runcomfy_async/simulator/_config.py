@@ -1,0 +1,113 @@
+"""The simulator's configuration: frozen dataclasses, defaults that serve both seed models."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._faults import FaultRule
+
+WAN_TEXT_TO_IMAGE = "wan-ai/wan-2-2/text-to-image"
+RUNWAY_IMAGE_TO_VIDEO = "runwayml/runway-gen-3-alpha/turbo/image-to-video"
+
+
+@dataclass(frozen=True, slots=True)
+class Quirks:
+    """Switches between the behaviours RunComfy's docs, mocks and clients disagree on.
+
+    `not_ready`: an unfinished /result answers 200 with the state ("status") or HTTP 400
+    `{"error_code": 400005}` ("400005"). `failed_status`: a failed job reads "completed"
+    on /status (the documented quirk) or "failed" with an `error`. `errors_as_200`: every API
+    error is answered as HTTP 200 with `error_code`. `submit_style`: "full" answers 200 with
+    the three URLs, "minimal" answers 202 with only `request_id` and `status`.
+    `fresh_404_seconds`: a new request_id answers 404 404001 on status/result for this
+    long (seconds on the simulator clock, not scaled), like an eventually consistent store.
+    """
+
+    not_ready: Literal["status", "400005"] = "status"
+    failed_status: Literal["completed", "failed"] = "completed"
+    errors_as_200: bool = False
+    submit_style: Literal["full", "minimal"] = "full"
+    fresh_404_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelProfile:
+    """How one model behaves: run time, failures, outputs and price.
+
+    `run_time` is a uniform (min, max) range in seconds before `time_scale`; `price` is USD
+    per catalog `price_unit` (per image for image models, per second of video for video
+    models). `failure_rate` None takes the simulator-wide rate. `input_schema` None uses the
+    seed schema for a seed model id, else accepts any JSON object.
+    """
+
+    run_time: tuple[float, float] = (2.0, 6.0)
+    price: float = 0.04
+    failure_rate: float | None = None
+    outputs: int = 1
+    input_schema: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        low, high = self.run_time
+        if not 0 <= low <= high:
+            raise ValueError(f"run_time must be 0 <= min <= max, got {self.run_time}")
+        if self.failure_rate is not None and not 0 <= self.failure_rate <= 1:
+            raise ValueError(f"failure_rate must be within [0, 1], got {self.failure_rate}")
+        if self.outputs < 1:
+            raise ValueError(f"outputs must be >= 1, got {self.outputs}")
+        if self.price < 0:
+            raise ValueError(f"price must be >= 0, got {self.price}")
+
+
+def default_models() -> dict[str, ModelProfile]:
+    """The two seed models with realistic run times (seconds, before scaling)."""
+    return {
+        WAN_TEXT_TO_IMAGE: ModelProfile(run_time=(2.0, 6.0), price=0.04),
+        RUNWAY_IMAGE_TO_VIDEO: ModelProfile(run_time=(10.0, 30.0), price=0.05),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    """Everything a Simulator needs; every duration is in seconds.
+
+    `time_scale` multiplies the job timeline (run times, `queue_delay`, `output_ttl`):
+    0.01 makes a 20 s job take 0.2 s. `concurrency` caps how many jobs run at once on the
+    account (None: unlimited); the rest wait FIFO. `balance_usd` None means unlimited credit.
+    `clock` is the simulator clock (monotonic seconds), injectable for virtual-time tests;
+    `wall_clock` (epoch seconds) only anchors the ISO 8601 timestamps in answers.
+    `api_key` None accepts any non-empty bearer token.
+    """
+
+    models: Mapping[str, ModelProfile] = field(default_factory=default_models)
+    time_scale: float = 1.0
+    queue_delay: float = 0.5
+    concurrency: int | None = None
+    failure_rate: float = 0.0
+    seed: int = 0
+    quirks: Quirks = field(default_factory=Quirks)
+    faults: Sequence[FaultRule] = ()
+    api_key: str | None = field(default=None, repr=False)
+    balance_usd: float | None = None
+    output_ttl: float | None = None
+    files_base_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    wall_clock: Callable[[], float] = field(default=time.time, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.time_scale <= 0:
+            raise ValueError(f"time_scale must be > 0, got {self.time_scale}")
+        if self.queue_delay < 0:
+            raise ValueError(f"queue_delay must be >= 0, got {self.queue_delay}")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1 or None, got {self.concurrency}")
+        if not 0 <= self.failure_rate <= 1:
+            raise ValueError(f"failure_rate must be within [0, 1], got {self.failure_rate}")
+        if self.output_ttl is not None and self.output_ttl <= 0:
+            raise ValueError(f"output_ttl must be > 0 or None, got {self.output_ttl}")
+        if not self.models:
+            raise ValueError("models must name at least one model")

@@ -1,0 +1,133 @@
+"""The command line: `python -m runcomfy_async.simulator` serves until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+import msgspec
+
+from ._config import Quirks, SimulatorConfig
+from ._faults import FaultRule, parse_rules
+from ._simulator import Simulator
+
+API_KEY_ENV = "RUNCOMFY_SIMULATOR_API_KEY"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the simulator's options to `parser` (shared with the `runcomfy simulator` CLI)."""
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    add("--port", type=int, default=8000, help="port, 0 for any free one (default: %(default)s)")
+    add("--time-scale", type=float, default=1.0, help="multiplies run times and queue delay")
+    add("--queue-delay", type=float, default=0.5, help="seconds before a job may start")
+    add("--concurrency", type=int, default=None, help="jobs running at once (default: no cap)")
+    add("--failure-rate", type=float, default=0.0, help="share of runs that fail, 0..1")
+    add("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
+    add("--balance", type=float, default=None, help="account credit in USD (default: no cap)")
+    add("--output-ttl", type=float, default=None, help="seconds outputs stay downloadable")
+    add("--files-base-url", default=None, help="base URL written in output file URLs")
+    add("--not-ready", choices=("status", "400005"), default="status")
+    add("--failed-status", choices=("completed", "failed"), default="completed")
+    add("--submit-style", choices=("full", "minimal"), default="full")
+    add("--errors-as-200", action="store_true", help="answer API errors as HTTP 200")
+    add("--fresh-404", type=float, default=0.0, help="seconds a new request_id answers 404")
+    add(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='a fault rule, e.g. \'{"action": "status", "status_code": 503, "times": 2}\'',
+    )
+    add("--access-log", action="store_true", help="log every call (tokens are never logged)")
+
+
+def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
+    """A SimulatorConfig from parsed options; the API key comes from $RUNCOMFY_SIMULATOR_API_KEY."""
+    faults: list[FaultRule] = []
+    for text in args.fault:
+        try:
+            faults.extend(parse_rules(msgspec.json.decode(text)))
+        except (msgspec.DecodeError, ValueError) as exc:
+            raise ValueError(f"--fault {text!r}: {exc}") from exc
+    return SimulatorConfig(
+        time_scale=args.time_scale,
+        queue_delay=args.queue_delay,
+        concurrency=args.concurrency,
+        failure_rate=args.failure_rate,
+        seed=args.seed,
+        quirks=Quirks(
+            not_ready=args.not_ready,
+            failed_status=args.failed_status,
+            errors_as_200=args.errors_as_200,
+            submit_style=args.submit_style,
+            fresh_404_seconds=args.fresh_404,
+        ),
+        faults=tuple(faults),
+        api_key=os.environ.get(API_KEY_ENV) or None,
+        balance_usd=args.balance,
+        output_ttl=args.output_ttl,
+        files_base_url=args.files_base_url,
+        host=args.host,
+        port=args.port,
+    )
+
+
+async def serve(
+    config: SimulatorConfig,
+    *,
+    access_log: bool = False,
+    ready: Callable[[Simulator], None] | None = None,
+) -> None:
+    """Serve until SIGINT or SIGTERM; `ready` is called once the URL is known."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # e.g. Windows
+            loop.add_signal_handler(signum, stop.set)
+            handled.append(signum)
+    try:
+        async with Simulator(config, access_log=access_log) as sim:
+            if ready is not None:
+                ready(sim)
+            await stop.wait()
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+
+
+def _announce(sim: Simulator) -> None:
+    print(f"runcomfy simulator: {sim.url}", flush=True)
+
+
+def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
+    """Parse `argv`, print one line with the URL, serve until interrupted; the exit status."""
+    parser = argparse.ArgumentParser(
+        prog=prog or "python -m runcomfy_async.simulator",
+        description="Serve a faithful local simulator of the RunComfy Model API.",
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.access_log:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        asyncio.run(serve(config, access_log=args.access_log, ready=_announce))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:  # e.g. the port is taken
+        print(
+            f"runcomfy simulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
+        )
+        return 1
+    return 0
