@@ -19,23 +19,16 @@ from runcomfy_async._retry import (
     parse_retry_after,
     retry_after_delay,
 )
+from tests.conftest import VirtualTime
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 
-class FakeTime:
-    """A clock and a sleep in virtual seconds; sleeping moves the clock."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+def FakeTime() -> VirtualTime:
+    """The shared virtual clock, started away from zero."""
+    t = VirtualTime()
+    t.now = 100.0
+    return t
 
 
 _durations = st.floats(min_value=0, max_value=1e6, allow_nan=False)
