@@ -32,7 +32,7 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._inputs import ModelInput
-from ._poll import PollPolicy
+from ._policy import PollPolicy
 from ._retry import RetryPolicy
 from ._wire import CancelOutcome, ModelInfo, Output, Result, State, Status
 

@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, overload
 from urllib.parse import quote
 
 import anyio
 import msgspec
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import _wire
 from ._config import Timeouts, environ, resolve_api_key, resolve_base_url
-from ._errors import ConfigurationError, ResultNotReadyError
+from ._errors import ConfigurationError, ResultNotReadyError, RunComfyError, WaitTimeoutError
 from ._inputs import ModelInput, check_model_id, encode_inputs
-from ._poll import PollPolicy, WaitSettings, wait_for
+from ._limiter import RateLimiter
+from ._policy import PollPolicy
+from ._poll import Scheduler
 from ._retry import Clock, RetryPolicy, Sleep
+from ._track import EXPIRED, Tracker, TrackSettings, cancel_quietly
 from ._transport import CallKind, Transport
-from ._wire import CancelOutcome, ModelInfo, Result, Status
+from ._wire import CancelOutcome, ModelInfo, Result, State, Status
 
 if TYPE_CHECKING:
     import aiohttp
 
 __all__ = ["Client", "Request"]
+
+_Work = Callable[[], Coroutine[Any, Any, None]]  # background work of the client's service
 
 _SUBMIT = msgspec.json.Decoder(_wire.SubmitBody)
 _STATUS = msgspec.json.Decoder(_wire.StatusBody)
@@ -36,11 +45,19 @@ _MODEL = msgspec.json.Decoder(_wire.ModelBody)
 class Request:
     """A submitted request: its `request_id`, its `model_id`, and shortcuts to the client."""
 
-    __slots__ = ("_client", "model_id", "request_id")
+    __slots__ = ("_client", "model_id", "request_id", "submitted_at")
 
-    def __init__(self, request_id: str, model_id: str | None, client: Client) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        model_id: str | None,
+        client: Client,
+        *,
+        submitted_at: float | None = None,
+    ) -> None:
         self.request_id = request_id
         self.model_id = model_id
+        self.submitted_at = submitted_at  # client clock seconds, when this client submitted it
         self._client = client
 
     async def status(self) -> Status:
@@ -101,6 +118,7 @@ class Client:
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
         max_connections: int = 100,
+        max_calls_per_second: float | None = None,
         session: aiohttp.ClientSession | None = None,
         cancel_on_interrupt: bool = True,
         not_found_grace: float = 15.0,
@@ -120,10 +138,22 @@ class Client:
         self._clock: Clock = clock or time.monotonic
         self._rng = rng or random.Random()
         self._cancel_on_interrupt = cancel_on_interrupt
-        self._wait = WaitSettings(
-            policy=poll or PollPolicy(), not_found_grace=not_found_grace, cancel_grace=cancel_grace
+        self._track = TrackSettings(not_found_grace=not_found_grace, cancel_grace=cancel_grace)
+        self._recent: dict[str, float] = {}  # request_id -> clock time it was submitted
+        self._scheduler = Scheduler(
+            self,
+            policy=poll or PollPolicy(),
+            settings=self._track,
+            workers=max_connections,
+            clock=self._clock,
+            sleep=self._sleep,
+            rng=self._rng,
         )
-        self._fresh: dict[str, float] = {}  # request_id -> clock time its 404 grace ends
+        self._service: asyncio.Task[None] | None = None
+        self._spawner: MemoryObjectSendStream[_Work] | None = None
+        limiter = None
+        if max_calls_per_second is not None:
+            limiter = RateLimiter(max_calls_per_second, clock=self._clock, sleep=self._sleep)
         from . import __version__
 
         self._transport = Transport(
@@ -134,6 +164,7 @@ class Client:
             max_connections=max_connections,
             user_agent=f"runcomfy-async/{__version__}",
             session=session,
+            limiter=limiter,
             sleep=self._sleep,
             clock=self._clock,
             rng=self._rng,
@@ -155,8 +186,38 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session this client opened (a borrowed session stays open)."""
+        """Stop tracking, then close the session this client opened (a borrowed one stays
+        open). Waits still pending raise RunComfyError."""
+        service, self._service = self._service, None
+        if self._spawner is not None:
+            self._spawner.close()
+            self._spawner = None
+        if service is not None:
+            service.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await service
         await self._transport.close()
+
+    def _spawn(self, func: _Work) -> None:
+        """Run `func` in the client's background service, which close() ends and awaits."""
+        if self._service is None or self._service.done():
+            self._transport.check_open()
+            send, receive = anyio.create_memory_object_stream[_Work](math.inf)
+            self._spawner = send
+            self._service = asyncio.get_running_loop().create_task(
+                self._serve(receive), name="runcomfy-async-service"
+            )
+        assert self._spawner is not None
+        self._spawner.send_nowait(func)
+
+    async def _serve(self, receive: MemoryObjectReceiveStream[_Work]) -> None:
+        # The one long-lived task of a client: the poller pool and the background work of
+        # batches. A task of its own, so that a client may be entered and closed in different
+        # tasks (as web frameworks' startup and cleanup hooks and test fixtures do).
+        async with anyio.create_task_group() as group, receive:
+            group.start_soon(self._scheduler.run)
+            async for func in receive:
+                group.start_soon(func)
 
     # ------------------------------------------------------------------ the API
 
@@ -187,9 +248,11 @@ class Client:
             submit_of=(model_id, model if inputs is None else inputs),
         )
         now = self._clock()
-        self._fresh = {rid: end for rid, end in self._fresh.items() if end > now}
-        self._fresh[answer.request_id] = now + self._wait.not_found_grace
-        return Request(answer.request_id, model_id, self)
+        horizon = now - self._track.not_found_grace
+        if len(self._recent) > 1024:
+            self._recent = {rid: at for rid, at in self._recent.items() if at > horizon}
+        self._recent[answer.request_id] = now
+        return Request(answer.request_id, model_id, self, submitted_at=now)
 
     async def status(self, request: Request | str) -> Status:
         """The request's current state; a failed or cancelled request is a state, not an error."""
@@ -234,20 +297,56 @@ class Client:
         sent (`cancel_on_interrupt`, default from the client) and CancelledError propagates.
         """
         rid = _request_id(request)
-        return await wait_for(
-            self,
-            rid,
-            timeout=timeout,
-            fresh_until=self._fresh.get(rid),
-            cancel_on_timeout=cancel_on_timeout,
-            cancel_on_interrupt=(
-                self._cancel_on_interrupt if cancel_on_interrupt is None else cancel_on_interrupt
-            ),
-            settings=self._wait,
-            sleep=self._sleep,
-            clock=self._clock,
-            rng=self._rng,
+        tracker = self._tracker(request, timeout=timeout)
+        interrupt = (
+            self._cancel_on_interrupt if cancel_on_interrupt is None else cancel_on_interrupt
         )
+        outcome = await self._await_tracker(tracker, cancel_on_interrupt=interrupt)
+        if outcome is EXPIRED:
+            cancelled = None
+            if cancel_on_timeout:
+                cancelled = await cancel_quietly(self, rid, self._track.cancel_grace)
+            raise WaitTimeoutError(
+                f"request {rid} did not finish within {timeout} s; it "
+                + ("was cancelled" if cancelled and cancelled.cancelled else "goes on: wait again"),
+                request_id=rid,
+                timeout=timeout or 0.0,
+                cancel_outcome=cancelled,
+            )
+        if isinstance(outcome, RunComfyError):
+            raise outcome
+        return outcome  # type: ignore[return-value]
+
+    def _tracker(self, request: Request | str, *, timeout: float | None) -> Tracker:
+        rid = _request_id(request)
+        if isinstance(request, Request) and request.submitted_at is not None:
+            submitted_at: float | None = request.submitted_at
+        else:
+            submitted_at = self._recent.get(rid)
+        grace = self._track.not_found_grace
+        return Tracker(
+            rid,
+            model_id=request.model_id if isinstance(request, Request) else None,
+            submitted_at=submitted_at,
+            fresh_until=None if submitted_at is None else submitted_at + grace,
+            deadline=None if timeout is None else self._clock() + timeout,
+        )
+
+    def _track_request(self, tracker: Tracker) -> None:
+        """Hand a request to the poller pool (started on first use)."""
+        if self._service is None or self._service.done():
+            self._spawn(_nothing)
+        self._scheduler.track(tracker)
+
+    async def _await_tracker(self, tracker: Tracker, *, cancel_on_interrupt: bool) -> object:
+        self._track_request(tracker)
+        try:
+            return await tracker.wait()
+        except anyio.get_cancelled_exc_class():
+            self._scheduler.forget(tracker)
+            if cancel_on_interrupt and tracker.state in (None, State.IN_QUEUE):
+                await cancel_quietly(self, tracker.request_id, self._track.cancel_grace)
+            raise
 
     @overload
     async def run(
@@ -298,6 +397,10 @@ class Client:
         check_model_id(model_id)
         body = await self._transport.call(CallKind.CATALOG, "GET", f"/v1/models/{model_id}", _MODEL)
         return _wire.model_info_from(body, model_id)
+
+
+async def _nothing() -> None:
+    """Starts the service when there is nothing else to run yet."""
 
 
 def _request_id(request: Request | str) -> str:

@@ -1,192 +1,193 @@
-"""Waiting for one request: the poll-interval policy and the status→result state machine."""
+"""The poller pool: one time-ordered schedule of due polls per client, worked by a fixed pool."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import math
 import random
-from dataclasses import dataclass
-from typing import Protocol
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._errors import (
-    NotFoundError,
-    RateLimitError,
-    RequestCancelledError,
-    RequestFailedError,
-    RunComfyError,
-    ServerError,
-    TransportError,
-    UnexpectedResponseError,
-    WaitTimeoutError,
-)
+from ._errors import RunComfyError
+from ._policy import PollPolicy, RunTimes, RunWindow
 from ._retry import Clock, Sleep
-from ._wire import CancelOutcome, Result, State, Status
-
-__all__ = ["PollPolicy"]
+from ._track import EXPIRED, Api, Outcome, Tracker, TrackSettings, poll_once
+from ._wire import State
 
 logger = logging.getLogger("runcomfy_async")
 
-# Failures of one poll that say nothing about the request: keep polling until the deadline.
-_TRANSIENT = (TransportError, ServerError, RateLimitError, UnexpectedResponseError)
 
+class Scheduler:
+    """Polls every tracked request when its policy says, with `workers` polls in flight.
 
-@dataclass(frozen=True)
-class PollPolicy:
-    """When to poll next, in seconds: soon after submit, then backing off to `max_interval`,
-    held back while the queue ahead is long, always jittered by ±`jitter` (a fraction)."""
-
-    first_interval: float = 0.5
-    growth: float = 1.5
-    max_interval: float = 5.0
-    seconds_per_queue_position: float = 0.5
-    max_queue_interval: float = 15.0
-    jitter: float = 0.2
-
-    def __post_init__(self) -> None:
-        if not (0 < self.first_interval <= self.max_interval and self.growth >= 1):
-            raise ValueError("need 0 < first_interval <= max_interval and growth >= 1")
-        if not 0 <= self.jitter < 1:
-            raise ValueError("jitter is a fraction in [0, 1)")
-
-    def next_interval(self, polls: int, queue_position: int | None, rng: random.Random) -> float:
-        """Seconds until the next poll, after `polls` polls of this request."""
-        interval = min(self.max_interval, self.first_interval * self.growth ** min(polls, 64))
-        if queue_position:
-            held = min(self.max_queue_interval, self.seconds_per_queue_position * queue_position)
-            interval = max(interval, held)
-        return interval * rng.uniform(1 - self.jitter, 1 + self.jitter)
-
-
-class _Api(Protocol):
-    async def status(self, request_id: str, /) -> Status: ...
-    async def result(self, request_id: str, /) -> Result: ...
-    async def cancel(self, request_id: str, /) -> CancelOutcome: ...
-
-
-@dataclass(frozen=True)
-class WaitSettings:
-    """Client-wide knobs of wait(); every duration in seconds."""
-
-    policy: PollPolicy
-    not_found_grace: float
-    cancel_grace: float
-    empty_result_confirmations: int = 3
-
-
-def settle(result: Result) -> Result:
-    """Return a successful result, or raise the error its state means."""
-    if result.state is State.CANCELLED:
-        raise RequestCancelledError(
-            f"request {result.request_id} was cancelled", request_id=result.request_id
-        )
-    if result.state is State.FAILED or (result.output is None and result.error is not None):
-        raise RequestFailedError(
-            f"request {result.request_id} failed: {result.error!r}",
-            request_id=result.request_id,
-            error=result.error,
-        )
-    return result
-
-
-async def wait_for(
-    api: _Api,
-    request_id: str,
-    *,
-    timeout: float | None,
-    fresh_until: float | None,
-    cancel_on_timeout: bool,
-    cancel_on_interrupt: bool,
-    settings: WaitSettings,
-    sleep: Sleep,
-    clock: Clock,
-    rng: random.Random,
-) -> Result:
-    """Poll /status until terminal, confirm on /result, and return or raise (see Client.wait).
-
-    `fresh_until` is the clock time until which a 404 is taken as a just-submitted request
-    that RunComfy has not indexed yet.
+    A single dispatcher sleeps until the earliest due poll and hands due trackers to the
+    workers; a tracker scheduled earlier than the dispatcher's nap wakes it. No coroutine
+    sleeps per request, so ten thousand requests cost a heap entry each.
     """
-    deadline = None if timeout is None else clock() + timeout
-    last: State | None = None
-    queue_position: int | None = None
-    polls = 0
-    confirmations = 0
-    finished = False  # /status said terminal: read /result from now on
-    try:
-        while True:
-            try:
-                if not finished:
-                    status = await api.status(request_id)
-                    if status.state != last:
-                        level = logging.DEBUG if status.state.is_known else logging.WARNING
-                        logger.log(level, "request %s is %s", request_id, status.state.value)
-                    last, queue_position = status.state, status.queue_position
-                    finished = status.state.is_terminal
-                if finished:
-                    result = await api.result(request_id)
-                    if (
-                        result.state.is_terminal
-                        and result.output is None
-                        and (
-                            result.state in (State.COMPLETED, State.SUCCEEDED)
-                            and result.error is None
-                        )
-                    ):
-                        confirmations += 1  # finished but no output yet: ask again
-                        if confirmations >= settings.empty_result_confirmations:
-                            logger.warning("request %s finished without output", request_id)
-                            return result
-                    elif result.state.is_terminal:
-                        return settle(result)
-                    else:
-                        last = result.state
-            except NotFoundError:
-                if fresh_until is None or clock() > fresh_until:
-                    raise
-                logger.debug("request %s not found yet; it was just submitted", request_id)
-            except _TRANSIENT as exc:
-                logger.info("polling request %s failed (%s); will poll again", request_id, exc)
-            polls += 1
-            delay = settings.policy.next_interval(polls, queue_position, rng)
-            if deadline is not None:
-                left = deadline - clock()
-                if left <= 0:
-                    raise await _timed_out(api, request_id, timeout, cancel_on_timeout, settings)
-                delay = min(delay, left)
-            await sleep(delay)
-    except anyio.get_cancelled_exc_class():
-        if cancel_on_interrupt and (last is None or last is State.IN_QUEUE):
-            await _cancel_quietly(api, request_id, settings.cancel_grace)
-        raise
 
+    def __init__(
+        self,
+        api: Api,
+        *,
+        policy: PollPolicy,
+        settings: TrackSettings,
+        workers: int,
+        clock: Clock,
+        sleep: Sleep,
+        rng: random.Random,
+    ) -> None:
+        self._api = api
+        self._policy = policy
+        self._settings = settings
+        self._workers = workers
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng
+        self._heap: list[tuple[float, int, int, Tracker]] = []
+        self._order = itertools.count()
+        self._nap: anyio.CancelScope | None = None
+        self._nap_until = math.inf
+        self._times: dict[str, RunTimes] = {}
+        self._by_model: dict[str, set[Tracker]] = {}
+        self._live: set[Tracker] = set()
 
-async def _timed_out(
-    api: _Api,
-    request_id: str,
-    timeout: float | None,
-    cancel: bool,
-    settings: WaitSettings,
-) -> WaitTimeoutError:
-    outcome = await _cancel_quietly(api, request_id, settings.cancel_grace) if cancel else None
-    return WaitTimeoutError(
-        f"request {request_id} did not finish within {timeout} s; it "
-        + ("was cancelled" if outcome and outcome.cancelled else "goes on: wait on it again"),
-        request_id=request_id,
-        timeout=timeout if timeout is not None else 0.0,
-        cancel_outcome=outcome,
-    )
+    @property
+    def tracked(self) -> int:
+        """How many requests are being tracked."""
+        return len(self._live)
 
+    # ------------------------------------------------------------------ scheduling
 
-async def _cancel_quietly(api: _Api, request_id: str, grace: float) -> CancelOutcome | None:
-    """A bounded, shielded, best-effort cancel: never raises, never outlives `grace` s."""
-    with anyio.CancelScope(shield=True), anyio.move_on_after(grace):
+    def track(self, tracker: Tracker) -> None:
+        """Start tracking: the first poll comes when the policy says."""
+        self._live.add(tracker)
+        if tracker.model_id is not None:
+            self._by_model.setdefault(tracker.model_id, set()).add(tracker)
+        if tracker.submitted_at is None:  # re-attaching to a request: look at it now
+            self._push(tracker, self._clock())
+            return
+        window = self._window(tracker.model_id)
+        self._push(tracker, tracker.submitted_at + self._policy.first_delay(window, self._rng))
+
+    def forget(self, tracker: Tracker) -> None:
+        """Stop tracking (its waiter left); its heap entry becomes stale."""
+        if not tracker.done:
+            self._finish(tracker, EXPIRED, learn=False)
+
+    def _push(self, tracker: Tracker, due: float) -> None:
+        if tracker.deadline is not None:
+            due = min(due, tracker.deadline)
+        tracker.version += 1
+        heapq.heappush(self._heap, (due, next(self._order), tracker.version, tracker))
+        if due < self._nap_until and self._nap is not None:
+            self._nap.cancel()  # the dispatcher sleeps past this poll: wake it
+
+    def _reschedule(self, tracker: Tracker) -> None:
+        now = self._clock()
+        window = self._window(tracker.model_id)
+        if tracker.state in (State.IN_PROGRESS, State.COMPLETED) and tracker.anchor is not None:
+            delay = self._policy.running_delay(
+                now - tracker.anchor, tracker.running_polls, window, self._rng
+            )
+        else:
+            delay = self._policy.next_interval(tracker.polls, tracker.queue_position, self._rng)
+        self._push(tracker, now + delay)
+
+    def _window(self, model_id: str | None) -> RunWindow | None:
+        times = self._times.get(model_id) if model_id is not None else None
+        return times.window(self._policy.min_samples) if times is not None else None
+
+    def _finish(self, tracker: Tracker, outcome: Outcome, *, learn: bool = True) -> None:
+        self._live.discard(tracker)
+        tracker.version += 1
+        model = tracker.model_id
+        if model is not None:
+            self._by_model.get(model, set()).discard(tracker)
+        seconds = tracker.run_time() if learn and model is not None else None
+        if model is not None and seconds is not None and tracker.state is not State.CANCELLED:
+            times = self._times.setdefault(model, RunTimes())
+            times.add(seconds)
+            if times.count in _REPLAN_AT:
+                self._replan(model)
+        tracker.resolve(outcome)
+
+    def _replan(self, model_id: str) -> None:
+        """Pull the model's scheduled polls earlier where what was learnt says so."""
+        window = self._window(model_id)
+        if window is None:
+            return
+        now = self._clock()
+        due_now = {id(entry[3]): entry[0] for entry in self._heap if entry[2] == entry[3].version}
+        for tracker in self._by_model.get(model_id, ()):
+            if tracker.done or tracker.state not in (State.IN_PROGRESS, None):
+                continue
+            anchor = tracker.anchor if tracker.anchor is not None else tracker.submitted_at
+            if anchor is None:
+                continue
+            if tracker.state is None:
+                planned = anchor + self._policy.first_delay(window, self._rng)
+            else:
+                planned = now + self._policy.running_delay(
+                    now - anchor, tracker.running_polls, window, self._rng
+                )
+            if planned < due_now.get(id(tracker), math.inf):
+                self._push(tracker, max(now, planned))
+
+    # ------------------------------------------------------------------ the pool
+
+    async def run(self) -> None:
+        """Dispatch and poll until cancelled (the client's close)."""
+        send, receive = anyio.create_memory_object_stream[Tracker](0)
         try:
-            outcome = await api.cancel(request_id)
-        except RunComfyError as exc:
-            logger.warning("could not cancel request %s: %s", request_id, exc)
-            return None
-        logger.info("cancel of request %s: %s", request_id, outcome.outcome)
-        return outcome
-    logger.warning("cancel of request %s got no answer within %s s", request_id, grace)
-    return None
+            async with anyio.create_task_group() as tg:
+                for _ in range(self._workers):
+                    tg.start_soon(self._work, receive.clone())
+                receive.close()
+                await self._dispatch(send)
+        finally:
+            for tracker in list(self._live):  # nobody will poll these any more
+                self._finish(tracker, RunComfyError("the client was closed"), learn=False)
+
+    async def _dispatch(self, send: MemoryObjectSendStream[Tracker]) -> None:
+        async with send:
+            while True:
+                now = self._clock()
+                while self._heap and self._heap[0][0] <= now:
+                    _, _, version, tracker = heapq.heappop(self._heap)
+                    if version == tracker.version and not tracker.done:
+                        await send.send(tracker)  # waits for a free worker
+                        now = self._clock()
+                self._nap_until = self._heap[0][0] if self._heap else math.inf
+                with anyio.CancelScope() as self._nap:
+                    if self._nap_until == math.inf:
+                        await anyio.sleep_forever()
+                    else:
+                        await self._sleep(self._nap_until - now)
+                self._nap, self._nap_until = None, math.inf
+
+    async def _work(self, receive: MemoryObjectReceiveStream[Tracker]) -> None:
+        async with receive:
+            async for tracker in receive:
+                if tracker.done:
+                    continue
+                if tracker.deadline is not None and self._clock() >= tracker.deadline:
+                    self._finish(tracker, EXPIRED, learn=False)
+                    continue
+                try:
+                    outcome = await poll_once(self._api, tracker, self._settings, self._clock)
+                except Exception as exc:  # a bug must not stop every other request's tracking
+                    logger.exception("tracking request %s failed", tracker.request_id)
+                    outcome = RunComfyError(f"tracking failed: {exc!r}")
+                if tracker.done:
+                    continue  # forgotten while the poll was in flight
+                if outcome is None:
+                    self._reschedule(tracker)
+                else:
+                    self._finish(tracker, outcome)
+
+
+# Learnt run times re-plan scheduled polls when the sample count reaches one of these.
+_REPLAN_AT = frozenset({5, 10, 20, 40, 80, 160})

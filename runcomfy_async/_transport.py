@@ -31,6 +31,7 @@ from ._errors import (
     TransportTimeoutError,
     UnexpectedResponseError,
 )
+from ._limiter import RateLimiter
 from ._retry import (
     Backpressure,
     Clock,
@@ -166,6 +167,7 @@ class Transport:
         max_connections: int,
         user_agent: str,
         session: aiohttp.ClientSession | None,
+        limiter: RateLimiter | None,
         sleep: Sleep,
         clock: Clock,
         rng: random.Random,
@@ -178,6 +180,7 @@ class Transport:
         self._user_agent = user_agent
         self._session = session
         self._owns_session = session is None
+        self._limiter = limiter
         self._sleep = sleep
         self._rng = rng
         self.budget = RetryBudget(retry)
@@ -195,9 +198,12 @@ class Transport:
         if session is not None and self._owns_session:
             await session.close()
 
-    @property
-    def is_open(self) -> bool:
-        return self._session is not None and not self._session.closed
+    def check_open(self) -> aiohttp.ClientSession:
+        """The session, or a RuntimeError telling how to open the client."""
+        session = self._session
+        if session is None or session.closed:
+            raise RuntimeError("the client is not open: use `async with Client() as client:`")
+        return session
 
     async def call(
         self,
@@ -215,9 +221,7 @@ class Transport:
         `path` is already quoted. For a submit, `submit_of` is (model_id, inputs), carried by
         SubmissionUnknownError if the outcome cannot be known.
         """
-        session = self._session
-        if session is None or session.closed:
-            raise RuntimeError("the client is not open: use `async with Client() as client:`")
+        session = self.check_open()
         url = URL(self._base + path, encoded=True)
         if params:
             url = url.with_query(params)
@@ -231,6 +235,8 @@ class Transport:
         retry = 0
         while True:
             await self.backpressure.wait()
+            if self._limiter is not None:
+                await self._limiter.acquire()
             failure: RunComfyError
             retry_after: float | None = None
             timed_out = False

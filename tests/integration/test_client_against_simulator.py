@@ -35,7 +35,9 @@ def config(**kwargs: Any) -> SimulatorConfig:
 
 def fast_client(url: str, **kwargs: Any) -> rc.Client:
     kwargs.setdefault("api_key", "test-key")
-    kwargs.setdefault("poll", rc.PollPolicy(first_interval=0.02, max_interval=0.1))
+    kwargs.setdefault(
+        "poll", rc.PollPolicy(first_interval=0.02, min_interval=0.01, max_interval=0.1)
+    )
     kwargs.setdefault("retry", rc.RetryPolicy(base_backoff=0.01, max_backoff=0.05))
     return rc.Client(base_url=url, timeout=5.0, **kwargs)
 

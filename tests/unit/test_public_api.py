@@ -22,7 +22,7 @@ PUBLIC_PRIVATE_MODULES = [
     "runcomfy_async._config",
     "runcomfy_async._errors",
     "runcomfy_async._inputs",
-    "runcomfy_async._poll",
+    "runcomfy_async._policy",
     "runcomfy_async._retry",
     "runcomfy_async._wire",
 ]

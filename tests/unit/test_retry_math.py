@@ -373,7 +373,9 @@ def test_first_poll_is_soon_then_grows_to_the_cap() -> None:
 
 
 def test_queue_position_holds_polls_back() -> None:
-    policy = rc.PollPolicy(seconds_per_queue_position=0.5, max_queue_interval=15.0)
+    policy = rc.PollPolicy(
+        seconds_per_queue_position=0.5, max_queue_interval=15.0, max_interval=5.0
+    )
     mid = Fixed(0.5)
     assert policy.next_interval(0, 20, mid) == pytest.approx(10.0)
     assert policy.next_interval(0, 1000, mid) == pytest.approx(15.0)  # capped

@@ -1,0 +1,127 @@
+"""When to poll next: a pure interval policy and the run times it learns per model."""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections import deque
+from dataclasses import dataclass
+
+__all__ = ["PollPolicy"]
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """When to poll a request next. Every duration is in seconds.
+
+    Cold (nothing learned about the model yet): first poll `first_interval` after submit,
+    then intervals grow by `growth` up to `max_interval`. While queued, polls are held back
+    by `seconds_per_queue_position` per request ahead (up to `max_queue_interval`).
+    Once `min_samples` runs of a model have been timed, a running request is not polled
+    before the model's short runs finish; then densely (every `latency_fraction` of the
+    typical run time, within [`min_interval`, `max_dense_interval`]) until its long runs
+    finish; then backing off again. Every interval is jittered by ±`jitter` (a fraction).
+    """
+
+    first_interval: float = 0.5
+    growth: float = 1.5
+    max_interval: float = 10.0
+    min_interval: float = 0.2
+    latency_fraction: float = 0.1
+    max_dense_interval: float = 2.0
+    seconds_per_queue_position: float = 0.5
+    max_queue_interval: float = 15.0
+    min_samples: int = 5
+    jitter: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_interval <= self.first_interval <= self.max_interval:
+            raise ValueError("need 0 < min_interval <= first_interval <= max_interval")
+        if not (self.growth >= 1 and 0 < self.latency_fraction <= 1):
+            raise ValueError("need growth >= 1 and 0 < latency_fraction <= 1")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter is a fraction in [0, 1)")
+        if self.max_dense_interval < self.min_interval or self.min_samples < 1:
+            raise ValueError("need max_dense_interval >= min_interval and min_samples >= 1")
+
+    def next_interval(self, polls: int, queue_position: int | None, rng: random.Random) -> float:
+        """Seconds to the next poll of a request nothing is known about, after `polls` polls."""
+        interval = min(self.max_interval, self.first_interval * self.growth ** min(polls, 64))
+        if queue_position:
+            held = min(self.max_queue_interval, self.seconds_per_queue_position * queue_position)
+            interval = max(interval, held)
+        return self._jittered(interval, rng)
+
+    def first_delay(self, window: RunWindow | None, rng: random.Random) -> float:
+        """Seconds from submit to the first poll."""
+        if window is None:
+            return self._jittered(self.first_interval, rng)
+        return self._jittered(max(self.first_interval, window.early), rng)
+
+    def running_delay(
+        self, running_for: float, polls: int, window: RunWindow | None, rng: random.Random
+    ) -> float:
+        """Seconds to the next poll of a request that has been running `running_for` s."""
+        if window is None:
+            return self.next_interval(polls, None, rng)
+        dense = min(
+            self.max_dense_interval, max(self.min_interval, self.latency_fraction * window.typical)
+        )
+        if running_for < window.early - dense:
+            return window.early - running_for  # nothing finishes this early: skip ahead
+        if running_for <= window.late:
+            return self._jittered(dense, rng)
+        beyond = running_for - window.late  # an unusually long run: back off from dense
+        return self._jittered(min(self.max_interval, dense + self.latency_fraction * beyond), rng)
+
+    def _jittered(self, seconds: float, rng: random.Random) -> float:
+        return max(0.0, seconds * rng.uniform(1 - self.jitter, 1 + self.jitter))
+
+
+@dataclass(frozen=True)
+class RunWindow:
+    """Where a model's run times fall, in seconds: early and late quantiles and the median."""
+
+    early: float
+    typical: float
+    late: float
+
+
+class RunTimes:
+    """Run times of one model learnt online from the runs the client saw finish.
+
+    Keeps the last `size` samples; the window is the (`low`, 0.5, `high`) quantiles widened
+    by `margin` (a fraction of the median) so estimates from few samples err on the side of
+    polling early.
+    """
+
+    def __init__(
+        self, size: int = 256, low: float = 0.02, high: float = 0.98, margin: float = 0.1
+    ) -> None:
+        self._recent: deque[float] = deque(maxlen=size)
+        self._sorted: list[float] = []
+        self._low, self._high, self._margin = low, high, margin
+        self.count = 0
+
+    def add(self, seconds: float) -> None:
+        """Record one run time (seconds); negative or non-finite values are ignored."""
+        if not (seconds >= 0 and math.isfinite(seconds)):
+            return
+        if len(self._recent) == self._recent.maxlen:
+            old = self._recent[0]
+            del self._sorted[bisect.bisect_left(self._sorted, old)]
+        self._recent.append(seconds)
+        bisect.insort(self._sorted, seconds)
+        self.count += 1
+
+    def window(self, min_samples: int) -> RunWindow | None:
+        """The learnt window, or None with fewer than `min_samples` samples."""
+        n = len(self._sorted)
+        if n < min_samples:
+            return None
+        typical = self._sorted[n // 2]
+        pad = self._margin * typical
+        early = self._sorted[int(self._low * (n - 1))]
+        late = self._sorted[math.ceil(self._high * (n - 1))]
+        return RunWindow(early=max(0.0, early - pad), typical=typical, late=late + pad)

@@ -1,0 +1,229 @@
+"""One tracked request: its poll state machine (status → result) and how it ends."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import anyio
+
+from ._errors import (
+    NotFoundError,
+    RateLimitError,
+    RequestCancelledError,
+    RequestFailedError,
+    RunComfyError,
+    ServerError,
+    TransportError,
+    UnexpectedResponseError,
+)
+from ._retry import Clock
+from ._wire import CancelOutcome, Result, State, Status
+
+logger = logging.getLogger("runcomfy_async")
+
+# Failures of one poll that say nothing about the request: keep polling until the deadline.
+_TRANSIENT = (TransportError, ServerError, RateLimitError, UnexpectedResponseError)
+
+
+class Api(Protocol):
+    """The calls tracking needs (the Client provides them)."""
+
+    async def status(self, request_id: str, /) -> Status: ...
+    async def result(self, request_id: str, /) -> Result: ...
+    async def cancel(self, request_id: str, /) -> CancelOutcome: ...
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """Client-wide knobs of tracking; every duration in seconds."""
+
+    not_found_grace: float
+    cancel_grace: float
+    empty_result_confirmations: int = 3
+
+
+class Expired:
+    """The outcome of a tracker whose deadline passed before the request finished."""
+
+
+EXPIRED = Expired()
+Outcome = Result | RunComfyError | Expired
+
+
+class Tracker:
+    """What the client knows of one request it waits for, and the waiters' rendezvous."""
+
+    __slots__ = (
+        "_done",
+        "anchor",
+        "confirmations",
+        "deadline",
+        "finished",
+        "fresh_until",
+        "last_poll_at",
+        "model_id",
+        "on_change",
+        "outcome",
+        "polls",
+        "queue_position",
+        "queued_seen_at",
+        "request_id",
+        "running_polls",
+        "state",
+        "submitted_at",
+        "terminal_seen_at",
+        "version",
+    )
+
+    def __init__(
+        self,
+        request_id: str,
+        *,
+        model_id: str | None = None,
+        submitted_at: float | None = None,
+        fresh_until: float | None = None,
+        deadline: float | None = None,
+        on_change: Callable[[Tracker, State], None] | None = None,
+    ) -> None:
+        self.request_id = request_id
+        self.model_id = model_id
+        self.submitted_at = submitted_at
+        self.fresh_until = fresh_until
+        self.deadline = deadline
+        self.on_change = on_change
+        self.state: State | None = None
+        self.queue_position: int | None = None
+        self.polls = 0
+        self.running_polls = 0
+        self.finished = False  # /status said terminal: read /result from now on
+        self.confirmations = 0
+        self.last_poll_at: float | None = None
+        self.queued_seen_at: float | None = None
+        self.anchor: float | None = None  # estimated clock time the run started
+        self.terminal_seen_at: float | None = None
+        self.version = 0  # bumped on every (re)schedule: older heap entries are stale
+        self.outcome: Outcome | None = None
+        self._done = anyio.Event()
+
+    @property
+    def done(self) -> bool:
+        return self.outcome is not None
+
+    def resolve(self, outcome: Outcome) -> None:
+        """Set the outcome once and wake the waiters."""
+        if self.outcome is None:
+            self.outcome = outcome
+            self._done.set()
+
+    async def wait(self) -> Outcome:
+        """The outcome, once there is one."""
+        await self._done.wait()
+        assert self.outcome is not None
+        return self.outcome
+
+    def observe(self, state: State, queue_position: int | None, now: float) -> None:
+        """Record a state seen at clock time `now` (estimating when the run started)."""
+        previous, prev_poll = self.state, self.last_poll_at
+        if state is State.IN_QUEUE:
+            self.queued_seen_at = now
+        elif self.anchor is None and (state is State.IN_PROGRESS or state.is_terminal):
+            if self.queued_seen_at is not None:
+                self.anchor = (self.queued_seen_at + now) / 2  # started between the two polls
+            elif self.submitted_at is not None:
+                self.anchor = self.submitted_at  # never seen queued: it ran at once
+        if state.is_terminal and self.terminal_seen_at is None:
+            self.terminal_seen_at = (prev_poll + now) / 2 if prev_poll is not None else now
+        if state is State.IN_PROGRESS:
+            self.running_polls += 1
+        self.state, self.queue_position, self.last_poll_at = state, queue_position, now
+        self.polls += 1
+        if state != previous:
+            level = logging.DEBUG if state.is_known else logging.WARNING
+            logger.log(level, "request %s is %s", self.request_id, state.value)
+            if self.on_change is not None:
+                self.on_change(self, state)
+
+    def run_time(self) -> float | None:
+        """Seconds the run took, as well as the polls can tell, once it is over."""
+        if self.anchor is None or self.terminal_seen_at is None:
+            return None
+        return self.terminal_seen_at - self.anchor
+
+
+def settle(result: Result) -> Result | RequestFailedError:
+    """The successful result, or the error its state means."""
+    if result.state is State.CANCELLED:
+        return RequestCancelledError(
+            f"request {result.request_id} was cancelled", request_id=result.request_id
+        )
+    if result.state is State.FAILED or (result.output is None and result.error is not None):
+        return RequestFailedError(
+            f"request {result.request_id} failed: {result.error!r}",
+            request_id=result.request_id,
+            error=result.error,
+        )
+    return result
+
+
+async def poll_once(
+    api: Api, tracker: Tracker, settings: TrackSettings, clock: Clock
+) -> Result | RunComfyError | None:
+    """Poll once: /status until it says terminal, then /result to learn the outcome.
+
+    Returns the outcome (a Result on success, the error otherwise), or None to poll again.
+    A poll that fails on the network never ends the tracking.
+    """
+    rid = tracker.request_id
+    try:
+        if not tracker.finished:
+            status = await api.status(rid)
+            tracker.observe(status.state, status.queue_position, clock())
+            tracker.finished = status.state.is_terminal
+        if tracker.finished:
+            result = await api.result(rid)
+            if not result.state.is_terminal:
+                return None
+            if (
+                result.output is None
+                and result.error is None
+                and result.state
+                in (
+                    State.COMPLETED,
+                    State.SUCCEEDED,
+                )
+            ):
+                tracker.confirmations += 1  # finished, but the output is not there yet
+                if tracker.confirmations < settings.empty_result_confirmations:
+                    return None
+                logger.warning("request %s finished without output", rid)
+                return result
+            if tracker.state != result.state and tracker.on_change is not None:
+                tracker.state = result.state
+                tracker.on_change(tracker, result.state)
+            return settle(result)
+    except NotFoundError as exc:
+        if tracker.fresh_until is None or clock() > tracker.fresh_until:
+            return exc
+        logger.debug("request %s not found yet; it was just submitted", rid)
+    except _TRANSIENT as exc:
+        logger.info("polling request %s failed (%s); will poll again", rid, exc)
+    except RunComfyError as exc:  # authentication, permission, bad request: polling is futile
+        return exc
+    return None
+
+
+async def cancel_quietly(api: Api, request_id: str, grace: float) -> CancelOutcome | None:
+    """A bounded, shielded, best-effort cancel: never raises, never outlives `grace` s."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(grace):
+        try:
+            outcome = await api.cancel(request_id)
+        except RunComfyError as exc:
+            logger.warning("could not cancel request %s: %s", request_id, exc)
+            return None
+        logger.info("cancel of request %s: %s", request_id, outcome.outcome)
+        return outcome
+    logger.warning("cancel of request %s got no answer within %s s", request_id, grace)
+    return None
