@@ -31,6 +31,7 @@ from ._errors import (
     UnexpectedResponseError,
     WaitTimeoutError,
 )
+from ._fanout import Batch, Change, Item, Progress
 from ._inputs import ModelInput
 from ._policy import PollPolicy
 from ._retry import RetryPolicy
@@ -43,17 +44,21 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "Batch",
     "CancelOutcome",
+    "Change",
     "Client",
     "ConfigurationError",
     "InsufficientBalanceError",
     "InvalidInputError",
+    "Item",
     "ModelInfo",
     "ModelInput",
     "NotFoundError",
     "Output",
     "PermissionDeniedError",
     "PollPolicy",
+    "Progress",
     "RateLimitError",
     "Request",
     "RequestCancelledError",

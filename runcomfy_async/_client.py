@@ -7,7 +7,15 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Hashable,
+    Iterable,
+    Mapping,
+)
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, overload
 from urllib.parse import quote
@@ -19,6 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import _wire
 from ._config import Timeouts, environ, resolve_api_key, resolve_base_url
 from ._errors import ConfigurationError, ResultNotReadyError, RunComfyError, WaitTimeoutError
+from ._fanout import Batch, BatchInput, Change, as_completed
 from ._inputs import ModelInput, check_model_id, encode_inputs
 from ._limiter import RateLimiter
 from ._policy import PollPolicy
@@ -151,6 +160,7 @@ class Client:
         )
         self._service: asyncio.Task[None] | None = None
         self._spawner: MemoryObjectSendStream[_Work] | None = None
+        self._spawned: MemoryObjectReceiveStream[_Work] | None = None
         limiter = None
         if max_calls_per_second is not None:
             limiter = RateLimiter(max_calls_per_second, clock=self._clock, sleep=self._sleep)
@@ -192,6 +202,9 @@ class Client:
         if self._spawner is not None:
             self._spawner.close()
             self._spawner = None
+        if self._spawned is not None:
+            self._spawned.close()  # in case the service was cancelled before it ran
+            self._spawned = None
         if service is not None:
             service.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -203,7 +216,7 @@ class Client:
         if self._service is None or self._service.done():
             self._transport.check_open()
             send, receive = anyio.create_memory_object_stream[_Work](math.inf)
-            self._spawner = send
+            self._spawner, self._spawned = send, receive
             self._service = asyncio.get_running_loop().create_task(
                 self._serve(receive), name="runcomfy-async-service"
             )
@@ -239,13 +252,17 @@ class Client:
 
     async def _submit(self, model: ModelInput | str, inputs: Mapping[str, Any] | None) -> Request:
         model_id, body = encode_inputs(model, inputs)
+        return await self._post(model_id, body, model if inputs is None else inputs)
+
+    async def _post(self, model_id: str, body: bytes, original: object) -> Request:
+        """Send one checked submit; `original` is what SubmissionUnknownError carries."""
         answer = await self._transport.call(
             CallKind.SUBMIT,
             "POST",
             f"/v1/models/{model_id}",
             _SUBMIT,
             body=body,
-            submit_of=(model_id, model if inputs is None else inputs),
+            submit_of=(model_id, original),
         )
         now = self._clock()
         horizon = now - self._track.not_found_grace
@@ -382,6 +399,48 @@ class Client:
         request = await self._submit(model, inputs)
         left = None if timeout is None else max(0.0, timeout - (self._clock() - started))
         return await self.wait(request, timeout=left, cancel_on_timeout=cancel_on_timeout)
+
+    def map(
+        self,
+        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        *,
+        max_in_flight: int = 32,
+        timeout: float | None = None,
+        cancel_on_exit: bool = True,
+        key: Callable[[Any], Hashable] | None = None,
+        on_change: Callable[[Change], None] | None = None,
+    ) -> Batch:
+        """Run every input and yield an Item per input, in completion order.
+
+        `inputs` (typed inputs or `(model_id, dict)` pairs, any iterable or async iterable)
+        are read lazily; at most `max_in_flight` are outstanding (submitted and not yet taken
+        from the iterator). Nothing fails fast: a rejected input or a failed request is an
+        Item with `.error`. `timeout` (seconds) bounds the whole batch: reading stops, and
+        unfinished requests yield WaitTimeoutError items. Leaving early cancels the queued
+        requests this batch submitted (`cancel_on_exit`); running ones are listed in
+        `batch.unfinished`. `key(input)` names items (default: the index); `on_change` is
+        called on every state change; `batch.progress` has live counts.
+        """
+        return Batch(
+            self,
+            inputs,
+            max_in_flight=max_in_flight,
+            timeout=timeout,
+            cancel_on_exit=cancel_on_exit,
+            key=key,
+            on_change=on_change,
+        )
+
+    def as_completed(
+        self, requests: Iterable[Request | str], *, timeout: float | None = None
+    ) -> AsyncIterator[Result]:
+        """Yield the Result of each request (handle or request_id) as it finishes.
+
+        Failed and cancelled requests are yielded as Results with that state; a request that
+        does not exist raises NotFoundError. After `timeout` seconds WaitTimeoutError is
+        raised; the requests go on.
+        """
+        return as_completed(self, requests, timeout=timeout)
 
     async def cancel(self, request: Request | str) -> CancelOutcome:
         """Ask RunComfy to cancel a queued request. A running or finished one cannot be

@@ -66,11 +66,13 @@ class Tracker:
         "last_poll_at",
         "model_id",
         "on_change",
+        "on_done",
         "outcome",
         "polls",
         "queue_position",
         "queued_seen_at",
         "request_id",
+        "result",
         "running_polls",
         "state",
         "submitted_at",
@@ -87,6 +89,7 @@ class Tracker:
         fresh_until: float | None = None,
         deadline: float | None = None,
         on_change: Callable[[Tracker, State], None] | None = None,
+        on_done: Callable[[Tracker], None] | None = None,
     ) -> None:
         self.request_id = request_id
         self.model_id = model_id
@@ -94,6 +97,8 @@ class Tracker:
         self.fresh_until = fresh_until
         self.deadline = deadline
         self.on_change = on_change
+        self.on_done = on_done
+        self.result: Result | None = None  # the last /result read
         self.state: State | None = None
         self.queue_position: int | None = None
         self.polls = 0
@@ -117,6 +122,8 @@ class Tracker:
         if self.outcome is None:
             self.outcome = outcome
             self._done.set()
+            if self.on_done is not None:
+                self.on_done(self)
 
     async def wait(self) -> Outcome:
         """The outcome, once there is one."""
@@ -183,7 +190,7 @@ async def poll_once(
             tracker.observe(status.state, status.queue_position, clock())
             tracker.finished = status.state.is_terminal
         if tracker.finished:
-            result = await api.result(rid)
+            result = tracker.result = await api.result(rid)
             if not result.state.is_terminal:
                 return None
             if (
