@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["Client", "Request"]
 
 _Work = Callable[[], Coroutine[Any, Any, None]]  # background work of the client's service
+_RECENT_MAX = 100_000  # request_ids remembered for their 404 grace and submit time
 
 _SUBMIT = msgspec.json.Decoder(_wire.SubmitBody)
 _STATUS = msgspec.json.Decoder(_wire.StatusBody)
@@ -266,9 +267,10 @@ class Client:
         )
         now = self._clock()
         horizon = now - self._track.not_found_grace
-        if len(self._recent) > 1024:
-            self._recent = {rid: at for rid, at in self._recent.items() if at > horizon}
-        self._recent[answer.request_id] = now
+        recent = self._recent  # in submit order: forget from the oldest end, O(1) each
+        while recent and (len(recent) > _RECENT_MAX or next(iter(recent.values())) < horizon):
+            del recent[next(iter(recent))]
+        recent[answer.request_id] = now
         return Request(answer.request_id, model_id, self, submitted_at=now)
 
     async def status(self, request: Request | str) -> Status:

@@ -36,7 +36,10 @@ class RateLimiter:
         """Wait until one call may be sent, and take its token."""
         async with self._lock:
             self._refill()
-            while self._tokens < 1.0:
+            if self._tokens < 1.0:
                 await self._sleep((1.0 - self._tokens) / self.rate)
                 self._refill()
+                # We held the lock, so the token is ours; a loop until the float reached
+                # 1.0 exactly could spin on waits too small to move the clock.
+                self._tokens = max(self._tokens, 1.0)
             self._tokens -= 1.0

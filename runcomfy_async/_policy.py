@@ -15,13 +15,14 @@ __all__ = ["PollPolicy"]
 class PollPolicy:
     """When to poll a request next. Every duration is in seconds.
 
-    Cold (nothing learned about the model yet): first poll `first_interval` after submit,
+    Cold (nothing learnt about the model yet): first poll `first_interval` after submit,
     then intervals grow by `growth` up to `max_interval`. While queued, polls are held back
     by `seconds_per_queue_position` per request ahead (up to `max_queue_interval`).
-    Once `min_samples` runs of a model have been timed, a running request is not polled
-    before the model's short runs finish; then densely (every `latency_fraction` of the
-    typical run time, within [`min_interval`, `max_dense_interval`]) until its long runs
-    finish; then backing off again. Every interval is jittered by ±`jitter` (a fraction).
+    Once `min_samples` runs of a model have been timed, a running request is polled at most
+    every `max_interval` until the model's short runs finish; then densely (every
+    `latency_fraction` of the typical run time, within [`min_interval`,
+    `max_dense_interval`]) until its long runs finish; then backing off by
+    `backoff_per_second` per second beyond. Every interval is jittered by ±`jitter`.
     """
 
     first_interval: float = 0.5
@@ -30,6 +31,7 @@ class PollPolicy:
     min_interval: float = 0.2
     latency_fraction: float = 0.1
     max_dense_interval: float = 2.0
+    backoff_per_second: float = 0.03
     seconds_per_queue_position: float = 0.5
     max_queue_interval: float = 15.0
     min_samples: int = 5
@@ -57,7 +59,7 @@ class PollPolicy:
         """Seconds from submit to the first poll."""
         if window is None:
             return self._jittered(self.first_interval, rng)
-        return self._jittered(max(self.first_interval, window.early), rng)
+        return self._jittered(min(self.max_interval, max(self.first_interval, window.early)), rng)
 
     def running_delay(
         self, running_for: float, polls: int, window: RunWindow | None, rng: random.Random
@@ -69,11 +71,14 @@ class PollPolicy:
             self.max_dense_interval, max(self.min_interval, self.latency_fraction * window.typical)
         )
         if running_for < window.early - dense:
-            return window.early - running_for  # nothing finishes this early: skip ahead
+            # Nothing usually finishes this early: skip ahead, but look in now and then, as
+            # failures can come early.
+            return min(self.max_interval, window.early - running_for)
         if running_for <= window.late:
             return self._jittered(dense, rng)
-        beyond = running_for - window.late  # an unusually long run: back off from dense
-        return self._jittered(min(self.max_interval, dense + self.latency_fraction * beyond), rng)
+        # A long run, or a window learnt from the first (shortest) runs only: back off gently.
+        beyond = running_for - window.late
+        return self._jittered(min(self.max_interval, dense + self.backoff_per_second * beyond), rng)
 
     def _jittered(self, seconds: float, rng: random.Random) -> float:
         return max(0.0, seconds * rng.uniform(1 - self.jitter, 1 + self.jitter))

@@ -142,7 +142,9 @@ class Tracker:
             elif self.submitted_at is not None:
                 self.anchor = self.submitted_at  # never seen queued: it ran at once
         if state.is_terminal and self.terminal_seen_at is None:
-            self.terminal_seen_at = (prev_poll + now) / 2 if prev_poll is not None else now
+            # It finished between the last poll (or the start) and this one: the midpoint.
+            since = prev_poll if prev_poll is not None else self.anchor
+            self.terminal_seen_at = (since + now) / 2 if since is not None else None
         if state is State.IN_PROGRESS:
             self.running_polls += 1
         self.state, self.queue_position, self.last_poll_at = state, queue_position, now
