@@ -84,7 +84,7 @@ async def measured(spec: Spec, work: Work) -> dict[str, Any]:
     answer = await work()
     if profile is not None:
         profile.disable()
-        profile.dump_stats(os.environ["BENCH_PROFILE"])
+        profile.dump_stats(f"{os.environ['BENCH_PROFILE']}.{spec['kind']}")
     cpu = time.process_time() - cpu_start
     wall = time.monotonic() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux

@@ -234,7 +234,8 @@ class Transport:
             headers["Content-Type"] = "application/json"
         retry = 0
         while True:
-            await self.backpressure.wait()
+            if self.backpressure.remaining > 0:  # after a 429, every call waits its turn
+                await self.backpressure.wait()
             if self._limiter is not None:
                 await self._limiter.acquire()
             failure: RunComfyError
