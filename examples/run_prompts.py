@@ -1,4 +1,4 @@
-"""Generate an image for every prompt in a file, concurrently, and print the URLs.
+"""Generate an image for every prompt in a file through `client.map`, printing as they finish.
 
     python examples/run_prompts.py examples/prompts.txt
 
@@ -18,9 +18,9 @@ from runcomfy_async import models
 from runcomfy_async.simulator import Simulator, SimulatorConfig
 
 
-async def main(path: str, concurrency: int = 8) -> int:
-    text = await anyio.Path(path).read_text(encoding="utf-8")
-    prompts = [line.strip() for line in text.splitlines() if line.strip()]
+async def main(path: str) -> int:
+    lines = (await anyio.Path(path).read_text(encoding="utf-8")).splitlines()
+    inputs = [models.Wan22TextToImage(prompt=line.strip()) for line in lines if line.strip()]
     async with contextlib.AsyncExitStack() as stack:
         if os.environ.get("RUNCOMFY_API_KEY"):
             client = await stack.enter_async_context(rc.Client())
@@ -28,26 +28,22 @@ async def main(path: str, concurrency: int = 8) -> int:
             print("RUNCOMFY_API_KEY is not set: using the local simulator (no cost)")
             sim = await stack.enter_async_context(Simulator(SimulatorConfig(time_scale=0.25)))
             client = await stack.enter_async_context(rc.Client("sim", base_url=sim.url))
-        limit, failed, started = anyio.CapacityLimiter(concurrency), 0, time.monotonic()
-
-        async def generate(n: int, prompt: str) -> None:
-            nonlocal failed
-            async with limit:
-                try:
-                    result = await client.run(models.Wan22TextToImage(prompt=prompt))
-                except rc.RunComfyError as exc:
-                    failed += 1
-                    print(f"[{n:>3}] FAILED {prompt!r}: {exc}")
-                    return
-            urls = " ".join(result.output.urls) if result.output else "(no output)"
-            print(f"[{n:>3}] {time.monotonic() - started:5.1f}s {prompt[:40]!r} -> {urls}")
-
-        async with anyio.create_task_group() as tg:
-            for n, prompt in enumerate(prompts, 1):
-                tg.start_soon(generate, n, prompt)
-    ok = len(prompts) - failed
-    print(f"{ok} succeeded, {failed} failed in {time.monotonic() - started:.1f}s")
-    return 1 if failed else 0
+        started = time.monotonic()
+        batch = client.map(inputs, max_in_flight=8)
+        taken = 0
+        async for item in batch:
+            taken += 1
+            where = f"{taken:>3}/{len(inputs)} ({batch.progress.running} running)"
+            if item.ok and item.result is not None and item.result.output is not None:
+                print(f"{where} {item.input.prompt[:36]!r} -> {item.result.output.urls[0]}")
+            else:
+                print(f"{where} FAILED {item.input.prompt[:36]!r}: {item.error}")
+    p = batch.progress
+    print(
+        f"{p.succeeded} succeeded, {p.failed + p.cancelled} failed in "
+        f"{time.monotonic() - started:.1f}s"
+    )
+    return 0 if p.succeeded == len(inputs) else 1
 
 
 if __name__ == "__main__":
