@@ -16,7 +16,7 @@ class PollPolicy:
     """When to poll a request next. Every duration is in seconds.
 
     Cold (nothing learnt about the model yet): first poll `first_interval` after submit,
-    then intervals grow by `growth` up to `max_interval`. While queued, polls are held back
+    then intervals grow by `growth` up to `max_dense_interval`. While queued, polls are held back
     by `seconds_per_queue_position` per request ahead (up to `max_queue_interval`).
     Once `min_samples` runs of a model have been timed, a running request is polled at most
     every `max_interval` until the model's short runs finish; then densely (every
@@ -48,8 +48,13 @@ class PollPolicy:
             raise ValueError("need max_dense_interval >= min_interval and min_samples >= 1")
 
     def next_interval(self, polls: int, queue_position: int | None, rng: random.Random) -> float:
-        """Seconds to the next poll of a request nothing is known about, after `polls` polls."""
-        interval = min(self.max_interval, self.first_interval * self.growth ** min(polls, 64))
+        """Seconds to the next poll of a request nothing is known about, after `polls` polls.
+
+        Until a model's run times are learnt, polls grow no sparser than
+        `max_dense_interval` (2 s by default: the pace of RunComfy's own CLI).
+        """
+        ceiling = max(self.first_interval, self.max_dense_interval)
+        interval = min(ceiling, self.first_interval * self.growth ** min(polls, 64))
         if queue_position:
             held = min(self.max_queue_interval, self.seconds_per_queue_position * queue_position)
             interval = max(interval, held)

@@ -361,14 +361,16 @@ class Fixed(random.Random):
         return a + (b - a) * self.value
 
 
-def test_first_poll_is_soon_then_grows_to_the_cap() -> None:
-    policy = rc.PollPolicy(first_interval=0.5, growth=1.5, max_interval=5.0, jitter=0.2)
+def test_first_poll_is_soon_then_grows_to_the_cold_cap() -> None:
+    policy = rc.PollPolicy(
+        first_interval=0.5, growth=1.5, max_interval=10.0, max_dense_interval=5.0, jitter=0.2
+    )
     mid = Fixed(0.5)  # no jitter
     intervals = [policy.next_interval(n, None, mid) for n in range(10)]
     assert intervals[0] == pytest.approx(0.5)
     assert intervals[1] == pytest.approx(0.75)
     assert intervals == sorted(intervals)
-    assert intervals[-1] == pytest.approx(5.0)
+    assert intervals[-1] == pytest.approx(5.0)  # nothing learnt: no sparser than dense polls
     assert policy.next_interval(10**6, None, mid) == pytest.approx(5.0)
 
 
@@ -379,7 +381,7 @@ def test_queue_position_holds_polls_back() -> None:
     mid = Fixed(0.5)
     assert policy.next_interval(0, 20, mid) == pytest.approx(10.0)
     assert policy.next_interval(0, 1000, mid) == pytest.approx(15.0)  # capped
-    assert policy.next_interval(50, 1, mid) == pytest.approx(5.0)  # short queue: normal pace
+    assert policy.next_interval(50, 1, mid) == pytest.approx(2.0)  # short queue: normal pace
     assert policy.next_interval(0, 0, mid) == pytest.approx(0.5)
     assert policy.next_interval(0, -4, mid) == pytest.approx(0.5)
 
@@ -396,7 +398,8 @@ def test_poll_interval_jitter_bounds(
 ) -> None:
     policy = rc.PollPolicy(jitter=jitter)
     interval = policy.next_interval(polls, queue, random.Random(seed))
-    base = min(policy.max_interval, policy.first_interval * policy.growth ** min(polls, 64))
+    cold_cap = max(policy.first_interval, policy.max_dense_interval)
+    base = min(cold_cap, policy.first_interval * policy.growth ** min(polls, 64))
     if queue:
         base = max(base, min(policy.max_queue_interval, policy.seconds_per_queue_position * queue))
     assert base * (1 - jitter) - 1e-9 <= interval <= base * (1 + jitter) + 1e-9
