@@ -9,7 +9,7 @@ async with rc.Client() as client:
 """
 
 from . import models  # registers the typed inputs, so dict inputs to their ids are checked
-from ._client import Client, Request
+from ._client import Client
 from ._config import DEFAULT_BASE_URL, Timeouts
 from ._errors import (
     APIError,
@@ -34,6 +34,7 @@ from ._errors import (
 from ._fanout import Batch, Change, Item, Progress
 from ._inputs import ModelInput
 from ._policy import PollPolicy
+from ._request import Request
 from ._retry import RetryPolicy
 from ._wire import CancelOutcome, ModelInfo, Output, Result, State, Status
 

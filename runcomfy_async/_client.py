@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import math
 import random
 import time
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
     Callable,
-    Coroutine,
     Hashable,
     Iterable,
     Mapping,
@@ -22,17 +18,18 @@ from urllib.parse import quote
 
 import anyio
 import msgspec
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import _wire
 from ._config import Timeouts, environ, resolve_api_key, resolve_base_url
 from ._errors import ConfigurationError, ResultNotReadyError, RunComfyError, WaitTimeoutError
-from ._fanout import Batch, BatchInput, Change, as_completed
+from ._fanout import Batch, BatchInput, Change
 from ._inputs import ModelInput, check_model_id, encode_inputs
 from ._limiter import RateLimiter
 from ._policy import PollPolicy
-from ._poll import Scheduler
+from ._poll import Scheduler, as_completed
+from ._request import Request
 from ._retry import Clock, RetryPolicy, Sleep
+from ._service import Service, Work
 from ._track import EXPIRED, Tracker, TrackSettings, cancel_quietly
 from ._transport import CallKind, Transport
 from ._wire import CancelOutcome, ModelInfo, Result, State, Status
@@ -40,9 +37,8 @@ from ._wire import CancelOutcome, ModelInfo, Result, State, Status
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["Client", "Request"]
+__all__ = ["Client"]
 
-_Work = Callable[[], Coroutine[Any, Any, None]]  # background work of the client's service
 _RECENT_MAX = 100_000  # request_ids remembered for their 404 grace and submit time
 
 _SUBMIT = msgspec.json.Decoder(_wire.SubmitBody)
@@ -50,63 +46,6 @@ _STATUS = msgspec.json.Decoder(_wire.StatusBody)
 _RESULT = msgspec.json.Decoder(_wire.ResultBody)
 _CANCEL = msgspec.json.Decoder(_wire.CancelBody)
 _MODEL = msgspec.json.Decoder(_wire.ModelBody)
-
-
-class Request:
-    """A submitted request: its `request_id`, its `model_id`, and shortcuts to the client."""
-
-    __slots__ = ("_client", "model_id", "request_id", "submitted_at")
-
-    def __init__(
-        self,
-        request_id: str,
-        model_id: str | None,
-        client: Client,
-        *,
-        submitted_at: float | None = None,
-    ) -> None:
-        self.request_id = request_id
-        self.model_id = model_id
-        self.submitted_at = submitted_at  # client clock seconds, when this client submitted it
-        self._client = client
-
-    async def status(self) -> Status:
-        """Same as `client.status(request_id)`."""
-        return await self._client.status(self.request_id)
-
-    async def result(self) -> Result:
-        """Same as `client.result(request_id)`."""
-        return await self._client.result(self.request_id)
-
-    async def wait(
-        self,
-        *,
-        timeout: float | None = None,
-        cancel_on_timeout: bool = False,
-        cancel_on_interrupt: bool | None = None,
-    ) -> Result:
-        """Same as `client.wait(request)`."""
-        return await self._client.wait(
-            self,
-            timeout=timeout,
-            cancel_on_timeout=cancel_on_timeout,
-            cancel_on_interrupt=cancel_on_interrupt,
-        )
-
-    async def cancel(self) -> CancelOutcome:
-        """Same as `client.cancel(request_id)`."""
-        return await self._client.cancel(self.request_id)
-
-    def __repr__(self) -> str:
-        return f"Request(request_id={self.request_id!r}, model_id={self.model_id!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Request):
-            return NotImplemented
-        return (self.request_id, self.model_id) == (other.request_id, other.model_id)
-
-    def __hash__(self) -> int:
-        return hash(self.request_id)
 
 
 class Client:
@@ -159,9 +98,7 @@ class Client:
             sleep=self._sleep,
             rng=self._rng,
         )
-        self._service: asyncio.Task[None] | None = None
-        self._spawner: MemoryObjectSendStream[_Work] | None = None
-        self._spawned: MemoryObjectReceiveStream[_Work] | None = None
+        self._service = Service(self._scheduler.run, name="runcomfy-async-service")
         limiter = None
         if max_calls_per_second is not None:
             limiter = RateLimiter(max_calls_per_second, clock=self._clock, sleep=self._sleep)
@@ -199,39 +136,13 @@ class Client:
     async def aclose(self) -> None:
         """Stop tracking, then close the session this client opened (a borrowed one stays
         open). Waits still pending raise RunComfyError."""
-        service, self._service = self._service, None
-        if self._spawner is not None:
-            self._spawner.close()
-            self._spawner = None
-        if self._spawned is not None:
-            self._spawned.close()  # in case the service was cancelled before it ran
-            self._spawned = None
-        if service is not None:
-            service.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await service
+        await self._service.close()
         await self._transport.close()
 
-    def _spawn(self, func: _Work) -> None:
-        """Run `func` in the client's background service, which close() ends and awaits."""
-        if self._service is None or self._service.done():
-            self._transport.check_open()
-            send, receive = anyio.create_memory_object_stream[_Work](math.inf)
-            self._spawner, self._spawned = send, receive
-            self._service = asyncio.get_running_loop().create_task(
-                self._serve(receive), name="runcomfy-async-service"
-            )
-        assert self._spawner is not None
-        self._spawner.send_nowait(func)
-
-    async def _serve(self, receive: MemoryObjectReceiveStream[_Work]) -> None:
-        # The one long-lived task of a client: the poller pool and the background work of
-        # batches. A task of its own, so that a client may be entered and closed in different
-        # tasks (as web frameworks' startup and cleanup hooks and test fixtures do).
-        async with anyio.create_task_group() as group, receive:
-            group.start_soon(self._scheduler.run)
-            async for func in receive:
-                group.start_soon(func)
+    def _spawn(self, work: Work) -> None:
+        """Run `work` in the client's background service, which close() ends and awaits."""
+        self._transport.check_open()
+        self._service.spawn(work)
 
     # ------------------------------------------------------------------ the API
 
@@ -353,8 +264,8 @@ class Client:
 
     def _track_request(self, tracker: Tracker) -> None:
         """Hand a request to the poller pool (started on first use)."""
-        if self._service is None or self._service.done():
-            self._spawn(_nothing)
+        self._transport.check_open()
+        self._service.start()
         self._scheduler.track(tracker)
 
     async def _await_tracker(self, tracker: Tracker, *, cancel_on_interrupt: bool) -> object:
@@ -458,10 +369,6 @@ class Client:
         check_model_id(model_id)
         body = await self._transport.call(CallKind.CATALOG, "GET", f"/v1/models/{model_id}", _MODEL)
         return _wire.model_info_from(body, model_id)
-
-
-async def _nothing() -> None:
-    """Starts the service when there is nothing else to run yet."""
 
 
 def _request_id(request: Request | str) -> str:

@@ -15,7 +15,6 @@ import anyio
 from ._errors import (
     InvalidInputError,
     RequestCancelledError,
-    RequestFailedError,
     RunComfyError,
     WaitTimeoutError,
 )
@@ -24,7 +23,7 @@ from ._track import EXPIRED, Tracker, cancel_quietly
 from ._wire import Result, State
 
 if TYPE_CHECKING:
-    from ._client import Client, Request
+    from ._client import Client
 
 __all__ = ["Batch", "Change", "Item", "Progress"]
 
@@ -403,35 +402,3 @@ async def _each(
                 slots.release()
                 return
             yield value
-
-
-async def as_completed(
-    client: Client, requests: Iterable[Request | str], *, timeout: float | None
-) -> AsyncIterator[Result]:
-    """Yield each request's Result as it finishes (see Client.as_completed)."""
-    send, receive = anyio.create_memory_object_stream[Tracker](math.inf)
-    trackers = [client._tracker(request, timeout=timeout) for request in requests]
-    for tracker in trackers:
-        tracker.on_done = send.send_nowait
-        client._track_request(tracker)
-    try:
-        for left in range(len(trackers), 0, -1):
-            tracker = await receive.receive()
-            outcome = tracker.outcome
-            if outcome is EXPIRED:
-                raise WaitTimeoutError(
-                    f"{left} requests did not finish within {timeout} s; they go on",
-                    request_id=tracker.request_id,
-                    timeout=timeout or 0.0,
-                )
-            if isinstance(outcome, Result):
-                yield outcome
-            elif isinstance(outcome, RequestFailedError) and tracker.result is not None:
-                yield tracker.result  # a failed or cancelled request is a state here
-            elif isinstance(outcome, RunComfyError):
-                raise outcome
-    finally:
-        for tracker in trackers:
-            client._scheduler.forget(tracker)
-        send.close()
-        receive.close()

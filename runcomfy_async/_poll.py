@@ -1,4 +1,4 @@
-"""The poller pool: one time-ordered schedule of due polls per client, worked by a fixed pool."""
+"""The poller pool (one schedule of due polls per client, fixed pollers) and as_completed()."""
 
 from __future__ import annotations
 
@@ -7,15 +7,21 @@ import itertools
 import logging
 import math
 import random
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._errors import RunComfyError
+from ._errors import RequestFailedError, RunComfyError, WaitTimeoutError
 from ._policy import PollPolicy, RunTimes, RunWindow
 from ._retry import Clock, Sleep
 from ._track import EXPIRED, Api, Outcome, Tracker, TrackSettings, poll_once
-from ._wire import State
+from ._wire import Result, State
+
+if TYPE_CHECKING:
+    from ._client import Client
+    from ._request import Request
 
 logger = logging.getLogger("runcomfy_async")
 
@@ -199,3 +205,35 @@ _COALESCE = 0.02  # seconds
 
 # Learnt run times re-plan scheduled polls when the sample count reaches one of these.
 _REPLAN_AT = frozenset({5, 10, 20, 40, 80, 160})
+
+
+async def as_completed(
+    client: Client, requests: Iterable[Request | str], *, timeout: float | None
+) -> AsyncIterator[Result]:
+    """Yield each request's Result as it finishes (see Client.as_completed)."""
+    send, receive = anyio.create_memory_object_stream[Tracker](math.inf)
+    trackers = [client._tracker(request, timeout=timeout) for request in requests]
+    for tracker in trackers:
+        tracker.on_done = send.send_nowait
+        client._track_request(tracker)
+    try:
+        for left in range(len(trackers), 0, -1):
+            tracker = await receive.receive()
+            outcome = tracker.outcome
+            if outcome is EXPIRED:
+                raise WaitTimeoutError(
+                    f"{left} requests did not finish within {timeout} s; they go on",
+                    request_id=tracker.request_id,
+                    timeout=timeout or 0.0,
+                )
+            if isinstance(outcome, Result):
+                yield outcome
+            elif isinstance(outcome, RequestFailedError) and tracker.result is not None:
+                yield tracker.result  # a failed or cancelled request is a state here
+            elif isinstance(outcome, RunComfyError):
+                raise outcome
+    finally:
+        for tracker in trackers:
+            client._scheduler.forget(tracker)
+        send.close()
+        receive.close()

@@ -19,6 +19,7 @@ CANARY = "canary-XYZ-1c7e9a"
 # Implementation modules whose `__all__` is the public API, re-exported from the package.
 PUBLIC_PRIVATE_MODULES = [
     "runcomfy_async._client",
+    "runcomfy_async._request",
     "runcomfy_async._config",
     "runcomfy_async._errors",
     "runcomfy_async._fanout",
