@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._fanout import Batch, Change, Item, Progress
 from ._inputs import ModelInput
+from ._journal import JournalMismatchError
 from ._policy import PollPolicy
 from ._request import Request
 from ._retry import RetryPolicy
@@ -53,6 +54,7 @@ __all__ = [
     "InsufficientBalanceError",
     "InvalidInputError",
     "Item",
+    "JournalMismatchError",
     "ModelInfo",
     "ModelInput",
     "NotFoundError",

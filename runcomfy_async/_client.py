@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import (
@@ -322,6 +323,8 @@ class Client:
         cancel_on_exit: bool = True,
         key: Callable[[Any], Hashable] | None = None,
         on_change: Callable[[Change], None] | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        resubmit_unknown: bool = False,
     ) -> Batch:
         """Run every input and yield an Item per input, in completion order.
 
@@ -333,6 +336,13 @@ class Client:
         requests this batch submitted (`cancel_on_exit`); running ones are listed in
         `batch.unfinished`. `key(input)` names items (default: the index); `on_change` is
         called on every state change; `batch.progress` has live counts.
+
+        With `journal` (a SQLite file path), every input's fate is written ahead: a rerun
+        with the same journal skips finished inputs (their items come back with
+        `resumed=True`), re-attaches to requests already submitted, submits only what was
+        never sent, and reports inputs whose submit had an unknown outcome instead of paying
+        twice (`resubmit_unknown=True` sends those again). Keys then default to a hash of
+        the model id and inputs, so a reordered input file resumes correctly.
         """
         return Batch(
             self,
@@ -342,6 +352,8 @@ class Client:
             cancel_on_exit=cancel_on_exit,
             key=key,
             on_change=on_change,
+            journal=journal,
+            resubmit_unknown=resubmit_unknown,
         )
 
     def as_completed(

@@ -1,10 +1,11 @@
-"""The fan-out engine: map() over many inputs, as_completed() over many requests."""
+"""The fan-out engine: map() over many inputs, resumable through a journal."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import math
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -15,12 +16,16 @@ import anyio
 from ._errors import (
     InvalidInputError,
     RequestCancelledError,
+    RequestFailedError,
     RunComfyError,
+    SubmissionUnknownError,
     WaitTimeoutError,
 )
 from ._inputs import ModelInput, encode_inputs
+from ._journal import Entry, Journal, JournalMismatchError, Row, stable_key
+from ._request import Request
 from ._track import EXPIRED, Tracker, cancel_quietly
-from ._wire import Result, State
+from ._wire import Output, Result, State
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -42,6 +47,7 @@ class Item:
     request_id: str | None
     result: Result | None = None
     error: RunComfyError | None = None
+    resumed: bool = False  # the outcome comes from the journal of an earlier run
 
     @property
     def ok(self) -> bool:
@@ -120,6 +126,8 @@ class Batch:
         cancel_on_exit: bool,
         key: Callable[[Any], Hashable] | None,
         on_change: Callable[[Change], None] | None,
+        journal: str | os.PathLike[str] | None = None,
+        resubmit_unknown: bool = False,
     ) -> None:
         # The engine is referenced by background tasks; this handle only by the caller, so
         # dropping it (a `break`) is seen at once.
@@ -131,6 +139,8 @@ class Batch:
             cancel_on_exit=cancel_on_exit,
             key=key,
             on_change=on_change,
+            journal=journal,
+            resubmit_unknown=resubmit_unknown,
         )
 
     @property
@@ -188,6 +198,8 @@ class _Engine:
         cancel_on_exit: bool,
         key: Callable[[Any], Hashable] | None,
         on_change: Callable[[Change], None] | None,
+        journal: str | os.PathLike[str] | None = None,
+        resubmit_unknown: bool = False,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -201,6 +213,10 @@ class _Engine:
         self._cancel_on_exit = cancel_on_exit
         self._key = key
         self._on_change = on_change
+        self._journal_path = journal
+        self._journal: Journal | None = None
+        self._resubmit_unknown = resubmit_unknown
+        self._fatal: RunComfyError | None = None
         self._send, self._receive = anyio.create_memory_object_stream[Item](math.inf)
         self._live: dict[Tracker, _Job] = {}
         self._reading = anyio.CancelScope()
@@ -210,11 +226,20 @@ class _Engine:
 
     async def next(self) -> Item:
         self.start()
+        if self._fatal is not None:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+            raise self._fatal
         try:
             item = await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
+            if self._fatal is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.aclose()
+                raise self._fatal from None
             self.closed = True  # every item was taken: nothing left to end
             self._receive.close()
+            self._close_journal()
             raise StopAsyncIteration from None
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
@@ -249,12 +274,21 @@ class _Engine:
             )
         self._send.close()
         self._receive.close()
+        self._close_journal()
+
+    def _close_journal(self) -> None:
+        # Only once no submit is in flight: a request_id that arrives late must be written.
+        if self._journal is not None and self._fed.is_set():
+            self._journal.close()
+            self._journal = None
 
     # ------------------------------------------------------------------ background work
 
     def start(self) -> None:
         if self.started:
             return
+        if self._journal_path is not None:
+            self._journal = Journal(self._journal_path)
         self.started = True
         if self._timeout is not None:
             self._deadline = self.client._clock() + self._timeout
@@ -280,19 +314,90 @@ class _Engine:
         job = _Job(index, index, value)
         self.progress.pending += 1
         try:
+            model_id, body = _encode(value)
             if self._key is not None:
                 job.key = self._key(value)
-            model_id, body = _encode(value)
-            request = await self.client._post(model_id, body, value)
+            elif self._journal is not None:
+                job.key = stable_key(model_id, body)
         except RunComfyError as exc:
             self._emit(job, error=exc)
             return
         except Exception as exc:  # the caller's key function failed: that input's error
             self._emit(job, error=InvalidInputError(f"input {index}: key() raised {exc!r}"))
             return
+        journal = self._journal
+        if journal is not None and not self._resume(job, journal, model_id, body):
+            return
+        try:
+            request = await self.client._post(model_id, body, value)
+        except SubmissionUnknownError as exc:
+            if journal is not None:
+                journal.unknown(str(job.key), str(exc))
+            self._emit(job, error=exc)
+            return
+        except RunComfyError as exc:  # refused before a job existed: a rerun sends it again
+            if journal is not None:
+                journal.rejected(str(job.key), str(exc))
+            self._emit(job, error=exc)
+            return
+        if journal is not None:
+            journal.tracked(str(job.key), request.request_id)
+        self._follow(job, request)
+
+    def _resume(self, job: _Job, journal: Journal, model_id: str, body: bytes) -> bool:
+        """Settle `job` from the journal; True when it is to be submitted now."""
+        key = str(job.key)
+        try:
+            row = journal.claim(key, job.index, model_id, body)
+        except JournalMismatchError as exc:
+            self._fatal = exc  # never mix two batches' records: stop the batch
+            self._reading.cancel()
+            self._emitted += 1
+            self._end_if_done()
+            return False
+        if row.duplicate:
+            self._emit(job, error=InvalidInputError(f"input {job.index}: duplicate key {key!r}"))
+            return False
+        if row.state.finished:
+            self._replay(job, row)
+            return False
+        if row.state is Entry.TRACKED and row.request_id is not None:
+            self._follow(job, Request(row.request_id, model_id, self.client))  # re-attach
+            return False
+        if row.state in (Entry.SENDING, Entry.UNKNOWN) and not self._resubmit_unknown:
+            unknown = SubmissionUnknownError(
+                f"input {key!r}: an earlier run sent it and could not learn whether RunComfy "
+                "created a job; not resubmitted (pass resubmit_unknown=True to send it again)",
+                model_id=model_id,
+                inputs=job.input,
+            )
+            self._emit(job, error=unknown, resumed=True)
+            return False
+        journal.sending(key)  # write-ahead: on disk before the submit leaves
+        return True
+
+    def _replay(self, job: _Job, row: Row) -> None:
+        """Emit the outcome an earlier run recorded."""
+        job.request_id = rid = row.request_id or ""
+        if row.state is Entry.SUCCEEDED:
+            output = Output(row.outputs or {})
+            result = Result(request_id=rid, state=State.SUCCEEDED, output=output, cost=row.cost)
+            self._emit(job, result=result, resumed=True)
+            return
+        error: RunComfyError
+        if row.state is Entry.CANCELLED:
+            error = RequestCancelledError(f"request {rid} was cancelled", request_id=rid)
+        else:
+            error = RequestFailedError(
+                f"request {rid} failed: {row.error!r}", request_id=rid, error=row.error
+            )
+        self._emit(job, error=error, resumed=True)
+
+    def _follow(self, job: _Job, request: Request) -> None:
+        """Track an accepted request until it ends (or abandon it if the batch has)."""
         job.request_id = request.request_id
         if self.closed:  # the batch ended while this submit was in flight
-            await self._abandon(request.request_id, None, job)
+            self.client._spawn(lambda: self._abandon(request.request_id, None, job))
             return
         self._move(job, "submitted", None)
         tracker = self.client._tracker(request, timeout=None)
@@ -315,7 +420,8 @@ class _Engine:
         if outcome is EXPIRED:
             queued = tracker.state in (None, State.IN_QUEUE)
             if queued and self._cancel_on_exit:
-                self.client._spawn(lambda: self._cancel(tracker.request_id))
+                rid = tracker.request_id
+                self.client._spawn(lambda: self._abandon(rid, State.IN_QUEUE, job, report=False))
             where = "was queued: cancelled" if queued and self._cancel_on_exit else "goes on"
             error: RunComfyError = WaitTimeoutError(
                 f"request {tracker.request_id} did not finish within the batch timeout of "
@@ -325,12 +431,33 @@ class _Engine:
             )
             self._emit(job, error=error)
         elif isinstance(outcome, Result):
+            self._record(job, Entry.SUCCEEDED, outcome)
             self._emit(job, result=outcome)
         elif isinstance(outcome, RunComfyError):
+            if isinstance(outcome, RequestFailedError):
+                cancelled = isinstance(outcome, RequestCancelledError)
+                self._record(job, Entry.CANCELLED if cancelled else Entry.FAILED, tracker.result)
             self._emit(job, error=outcome)
 
+    def _record(self, job: _Job, state: Entry, result: Result | None) -> None:
+        if self._journal is None:
+            return
+        output = result.output.data if result is not None and result.output else None
+        self._journal.finished(
+            str(job.key),
+            state,
+            outputs=output,
+            error=result.error if result is not None else None,
+            cost=result.cost if result is not None else None,
+        )
+
     def _emit(
-        self, job: _Job, *, result: Result | None = None, error: RunComfyError | None = None
+        self,
+        job: _Job,
+        *,
+        result: Result | None = None,
+        error: RunComfyError | None = None,
+        resumed: bool = False,
     ) -> None:
         if error is None:
             final: State | None = State.SUCCEEDED
@@ -340,7 +467,7 @@ class _Engine:
         else:
             final, bucket = (State.FAILED if job.request_id else None), "failed"
         self._move(job, bucket, final)
-        item = Item(job.index, job.key, job.input, job.request_id, result, error)
+        item = Item(job.index, job.key, job.input, job.request_id, result, error, resumed)
         self._emitted += 1
         if not self.closed:
             self._send.send_nowait(item)
@@ -357,12 +484,18 @@ class _Engine:
         if self._fed.is_set() and self._emitted == self._reads:
             self._send.close()
 
-    async def _abandon(self, request_id: str, state: State | None, job: _Job) -> None:
+    async def _abandon(
+        self, request_id: str, state: State | None, job: _Job, *, report: bool = True
+    ) -> None:
+        """Cancel a request this batch leaves behind if it is queued; else list it."""
         if state in (None, State.IN_QUEUE) and self._cancel_on_exit:
             outcome = await self._cancel(request_id)
             if outcome is not None and outcome.cancelled:
+                if self._journal is not None:  # it never ran: a rerun sends it again
+                    self._journal.rejected(str(job.key), "cancelled when the batch ended")
                 return
-        self.unfinished.append(request_id)
+        if report:
+            self.unfinished.append(request_id)
 
     async def _cancel(self, request_id: str) -> Any:
         return await cancel_quietly(self.client, request_id, self.client._track.cancel_grace)
