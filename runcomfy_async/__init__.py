@@ -11,11 +11,13 @@ async with rc.Client() as client:
 from . import models  # registers the typed inputs, so dict inputs to their ids are checked
 from ._client import Client
 from ._config import DEFAULT_BASE_URL, Timeouts
+from ._download import DownloadedFile
 from ._errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    DownloadError,
     InsufficientBalanceError,
     InvalidInputError,
     NotFoundError,
@@ -51,6 +53,8 @@ __all__ = [
     "Change",
     "Client",
     "ConfigurationError",
+    "DownloadError",
+    "DownloadedFile",
     "InsufficientBalanceError",
     "InvalidInputError",
     "Item",

@@ -1,27 +1,317 @@
-"""The `runcomfy` command line (this release: `runcomfy simulator`)."""
+"""The `runcomfy` command line: arguments, the client, and the single-request commands."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import os
 import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+
+from ._cli_output import (
+    EPILOG,
+    EXIT_INTERRUPTED,
+    CommandError,
+    describe_model,
+    error,
+    exit_code,
+    leaf_error,
+    print_json,
+    result_json,
+    usd,
+    warn,
+)
+from ._client import Client
+from ._config import KEY_ENV_VARS, Secret
+from ._errors import NotFoundError, RunComfyError
+from ._inputs import encode_inputs
+
+__all__ = ["main"]
+
+# ---------------------------------------------------------------- arguments
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the `runcomfy` command; returns the exit status."""
+def _positive_int(text: str) -> int:
+    return int(_positive_float(text, int))
+
+
+def _positive_float(text: str, kind: type[float] = float) -> float:
+    value = kind(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--simulate", action="store_true", help="use an in-process simulator (no key, no network)"
+    )
+    common.add_argument("--api-key-file", metavar="PATH", help="read the API key from PATH")
+    common.add_argument("--base-url", metavar="URL", help="the API base URL (e.g. a simulator)")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print one JSON object")
+    inputs = argparse.ArgumentParser(add_help=False)
+    inputs.add_argument("model_id", metavar="MODEL_ID")
+    inputs.add_argument(
+        "-i",
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an input; VALUE is JSON if it parses as JSON, else a string (repeatable)",
+    )
+    inputs.add_argument("--input-json", metavar="JSON", help="every input as one JSON object")
+
     parser = argparse.ArgumentParser(
-        prog="runcomfy", description="Command line of the runcomfy_async SDK."
+        prog="runcomfy",
+        description="Run RunComfy models from the command line.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"runcomfy {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands.add_parser(
+    add = commands.add_parser
+    run = add("run", parents=[inputs, common, as_json], help="run a model, print output URLs")
+    run.add_argument("--out", metavar="DIR", help="download the outputs into DIR")
+    run.add_argument("--timeout", type=_positive_float, metavar="S", help="give up after S s")
+    add("submit", parents=[inputs, common, as_json], help="queue a request, print its id")
+    for name, what in (
+        ("status", "print a request's state"),
+        ("result", "print a request's output URLs"),
+        ("cancel", "cancel a queued request"),
+    ):
+        add(name, parents=[common, as_json], help=what).add_argument("request_id")
+    batch = add("batch", parents=[common], help="run a model over a file of inputs")
+    batch.add_argument("model_id", metavar="MODEL_ID")
+    batch.add_argument("file", metavar="PROMPTS.txt|INPUTS.jsonl")
+    batch.add_argument("--out", required=True, metavar="DIR", help="outputs and manifest.jsonl")
+    batch.add_argument("--journal", metavar="F", help="default: DIR/journal.sqlite")
+    batch.add_argument("--max-in-flight", type=_positive_int, default=32, metavar="N")
+    batch.add_argument("--max-cost", type=float, metavar="USD", help="refuse to start above")
+    batch.add_argument(
+        "--resubmit-unknown", action="store_true", help="resend submits of unknown outcome"
+    )
+    batch.add_argument("--timeout", type=_positive_float, metavar="S", help="for the batch")
+    models = add("models", help="model catalog").add_subparsers(
+        dest="models_command", metavar="COMMAND", required=True
+    )
+    info = models.add_parser("info", parents=[common, as_json], help="input schema and price")
+    info.add_argument("model_id", metavar="MODEL_ID")
+    add(
         "simulator",
-        help="serve a local RunComfy simulator (no key, no network): "
-        "`runcomfy simulator --help` lists its options",
+        help="serve a local RunComfy simulator: `runcomfy simulator --help` lists its options",
         add_help=False,
     )
-    _, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    from .simulator import main as simulator_main  # the one command so far
+    return parser
 
-    return simulator_main(rest, prog="runcomfy simulator")
+
+def parse_inputs(pairs: Sequence[str], raw_json: str | None) -> dict[str, Any]:
+    """Inputs from `--input-json` and `-i NAME=VALUE` pairs (which win)."""
+    inputs: dict[str, Any] = {}
+    if raw_json is not None:
+        try:
+            value = json.loads(raw_json)
+        except ValueError as exc:
+            raise CommandError(f"--input-json is not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise CommandError("--input-json must be a JSON object")
+        inputs.update(value)
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.strip():
+            raise CommandError(f"-i {pair!r}: expected NAME=VALUE")
+        try:
+            inputs[name.strip()] = json.loads(text, parse_constant=_as_text)
+        except ValueError:
+            inputs[name.strip()] = text
+    return inputs
+
+
+def _as_text(name: str) -> Any:
+    raise ValueError(name)  # NaN and Infinity stay text
+
+
+# ---------------------------------------------------------------- the client
+
+
+def read_key(args: argparse.Namespace) -> Secret | None:
+    """The key from --api-key-file; None leaves it to the Client (environment)."""
+    if args.simulate:
+        return Secret("simulated")
+    if args.api_key_file:
+        try:
+            with open(args.api_key_file, encoding="utf-8") as file:
+                key = file.readline().strip()
+        except (OSError, UnicodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise CommandError(
+                f"cannot read --api-key-file {args.api_key_file}: {reason}"
+            ) from None
+        if not key:
+            raise CommandError(f"--api-key-file {args.api_key_file} has an empty first line")
+        return Secret(key)
+    if not any(os.environ.get(name, "").strip() for name in KEY_ENV_VARS):
+        raise CommandError("no API key: set RUNCOMFY_API_KEY, or pass --simulate to try it locally")
+    return None
+
+
+@asynccontextmanager
+async def open_client(args: argparse.Namespace) -> AsyncIterator[Client]:
+    """A Client on RunComfy, on --base-url, or (--simulate) on a simulator in this loop."""
+    key = args.api_key.reveal() if args.api_key is not None else None
+    if not args.simulate:
+        async with Client(key, base_url=args.base_url) as client:
+            yield client
+        return
+    from .simulator import Simulator, SimulatorConfig
+
+    async with (
+        Simulator(SimulatorConfig(time_scale=0.05)) as sim,
+        Client(key, base_url=sim.url) as client,
+    ):
+        yield client
+
+
+# ---------------------------------------------------------------- commands
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    inputs = parse_inputs(args.input, args.input_json)
+    encode_inputs(args.model_id, inputs)  # checked before the simulator or any call
+    async with open_client(args) as client:
+        result = await client.run(args.model_id, inputs, timeout=args.timeout)
+        files = await client.download(result, args.out) if args.out else []
+    if args.json:
+        saved = [
+            {"url": f.url, "path": str(f.path), "size": f.size, "sha256": f.sha256} for f in files
+        ]
+        print_json({**result_json(result), "model_id": args.model_id, "files": saved})
+        return 0
+    for url in result.output.urls if result.output is not None else []:
+        print(url)
+    for f in files:
+        warn(f"saved {f.path} ({f.size} bytes)")
+    if result.cost is not None:
+        warn(f"{result.request_id} succeeded, cost {usd(result.cost)}")
+    return 0
+
+
+def answer(args: argparse.Namespace, data: Any, text: str) -> int:
+    """Print `data` as JSON (--json) or `text`; exit status 0."""
+    if args.json:
+        print_json(data)
+    else:
+        print(text)
+    return 0
+
+
+async def cmd_submit(args: argparse.Namespace) -> int:
+    inputs = parse_inputs(args.input, args.input_json)
+    encode_inputs(args.model_id, inputs)
+    async with open_client(args) as client:
+        request = await client.submit(args.model_id, inputs)
+    data = {"request_id": request.request_id, "model_id": args.model_id}
+    return answer(args, data, request.request_id)
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    async with open_client(args) as client:
+        status = await client.status(args.request_id)
+    where = f" (queue position {status.queue_position})" if status.queue_position else ""
+    return answer(args, msgspec.to_builtins(status), f"{status.state.value}{where}")
+
+
+async def cmd_result(args: argparse.Namespace) -> int:
+    """Output URLs on success, else the state; a failed or cancelled request exits 1."""
+    async with open_client(args) as client:
+        result = await client.result(args.request_id)
+    urls = result.output.urls if result.succeeded and result.output is not None else []
+    answer(args, result_json(result), "\n".join(urls) or result.state.value)
+    if result.state.is_terminal and not result.succeeded:
+        detail = f": {result.error}" if result.error is not None else ""
+        error(f"request {result.request_id} ended {result.state.value}{detail}")
+        return 1
+    return 0
+
+
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    async with open_client(args) as client:
+        outcome = await client.cancel(args.request_id)
+    return answer(args, msgspec.to_builtins(outcome), outcome.outcome)
+
+
+async def cmd_models_info(args: argparse.Namespace) -> int:
+    async with open_client(args) as client:
+        info = await client.model_info(args.model_id)
+    return answer(args, msgspec.to_builtins(info), describe_model(info))
+
+
+async def cmd_batch(args: argparse.Namespace) -> int:
+    from ._cli_batch import run_batch
+
+    return await run_batch(args, args.argv, open_client)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
+    "run": cmd_run,
+    "submit": cmd_submit,
+    "status": cmd_status,
+    "result": cmd_result,
+    "cancel": cmd_cancel,
+    "batch": cmd_batch,
+    "models": cmd_models_info,
+}
+
+#: Commands that name an earlier request (nothing to find under --simulate).
+LOOKUPS = frozenset({"status", "result", "cancel"})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `runcomfy` command; returns the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["simulator"]:
+        from .simulator import main as simulator_main
+
+        try:
+            return simulator_main(arguments[1:], prog="runcomfy simulator")
+        except SystemExit as exc:  # its --help, or a usage error it reported
+            return exc.code if isinstance(exc.code, int) else 2
+    try:
+        args = build_parser().parse_args(arguments)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse reported
+        return exc.code if isinstance(exc.code, int) else 2
+    args.argv = arguments
+    try:
+        if args.simulate and args.base_url:
+            raise CommandError("--simulate and --base-url exclude each other")
+        args.api_key = read_key(args)  # a Secret: its repr never shows the key
+        return asyncio.run(COMMANDS[args.command](args))
+    except KeyboardInterrupt:
+        warn("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # one line on stderr, never a traceback
+        leaf = leaf_error(exc)
+        if not isinstance(leaf, CommandError | RunComfyError | OSError | ValueError):
+            raise  # a bug: its traceback is what a report needs
+        message = str(leaf)
+        if isinstance(leaf, OSError):
+            message = f"cannot use {leaf.filename or 'a file'}: {leaf.strerror or leaf}"
+        secret = getattr(args, "api_key", None)
+        if secret is not None and not args.simulate:  # defence in depth: the SDK never shows it
+            message = message.replace(secret.reveal(), "********")
+        if args.simulate and isinstance(leaf, NotFoundError) and args.command in LOOKUPS:
+            message += " (--simulate starts an empty simulator: there is nothing to look up)"
+        error(message or type(leaf).__name__)
+        return exit_code(leaf)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

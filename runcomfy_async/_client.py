@@ -15,13 +15,14 @@ from collections.abc import (
 )
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, overload
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import anyio
 import msgspec
 
 from . import _wire
-from ._config import Timeouts, environ, resolve_api_key, resolve_base_url
+from ._config import Timeouts, environ, is_loopback, resolve_api_key, resolve_base_url
+from ._download import DownloadedFile, Downloader, download_result
 from ._errors import ConfigurationError, ResultNotReadyError, RunComfyError, WaitTimeoutError
 from ._fanout import Batch, BatchInput, Change
 from ._inputs import ModelInput, check_model_id, encode_inputs
@@ -100,6 +101,8 @@ class Client:
             rng=self._rng,
         )
         self._service = Service(self._scheduler.run, name="runcomfy-async-service")
+        self._downloader: Downloader | None = None
+        self._download_lock = anyio.Lock()
         limiter = None
         if max_calls_per_second is not None:
             limiter = RateLimiter(max_calls_per_second, clock=self._clock, sleep=self._sleep)
@@ -138,6 +141,9 @@ class Client:
         """Stop tracking, then close the session this client opened (a borrowed one stays
         open). Waits still pending raise RunComfyError."""
         await self._service.close()
+        downloader, self._downloader = self._downloader, None
+        if downloader is not None:
+            await downloader.__aexit__(None, None, None)
         await self._transport.close()
 
     def _spawn(self, work: Work) -> None:
@@ -325,6 +331,8 @@ class Client:
         on_change: Callable[[Change], None] | None = None,
         journal: str | os.PathLike[str] | None = None,
         resubmit_unknown: bool = False,
+        download_to: str | os.PathLike[str] | None = None,
+        name_template: str = "{key}-{n}.{ext}",
     ) -> Batch:
         """Run every input and yield an Item per input, in completion order.
 
@@ -343,6 +351,10 @@ class Client:
         never sent, and reports inputs whose submit had an unknown outcome instead of paying
         twice (`resubmit_unknown=True` sends those again). Keys then default to a hash of
         the model id and inputs, so a reordered input file resumes correctly.
+
+        With `download_to` (a directory), each success's outputs are downloaded as it
+        arrives, before its item is yielded (`item.files`; see download()), and recorded with
+        size and sha256 in the journal; a rerun downloads what an interrupted run had not.
         """
         return Batch(
             self,
@@ -354,6 +366,8 @@ class Client:
             on_change=on_change,
             journal=journal,
             resubmit_unknown=resubmit_unknown,
+            download_to=download_to,
+            name_template=name_template,
         )
 
     def as_completed(
@@ -366,6 +380,36 @@ class Client:
         raised; the requests go on.
         """
         return as_completed(self, requests, timeout=timeout)
+
+    async def download(
+        self,
+        result: Result,
+        dest_dir: str | os.PathLike[str],
+        *,
+        key: str | int | None = None,
+        template: str = "{key}-{n}.{ext}",
+    ) -> list[DownloadedFile]:
+        """Download every output of `result` into `dest_dir`; the files, in output order.
+
+        Files are fetched with a session of their own that never carries the API key, over
+        https only (plain http and loopback only when the client's own base URL is loopback,
+        as with the simulator), streamed to a temporary file, size-capped, checked (sha256)
+        and renamed into place. Names come from `template` ({key} (default: the
+        request_id), {n}, {request_id}, {ext}), never from the URL; an existing different
+        file is never overwritten. Failures raise DownloadError.
+        """
+        return await download_result(
+            await self._downloads(), result, dest_dir, key=key, template=template
+        )
+
+    async def _downloads(self) -> Downloader:
+        async with self._download_lock:
+            if self._downloader is None:
+                host = urlsplit(self.base_url).hostname or ""
+                downloader = Downloader(allow_loopback=is_loopback(host))
+                await downloader.__aenter__()
+                self._downloader = downloader
+            return self._downloader
 
     async def cancel(self, request: Request | str) -> CancelOutcome:
         """Ask RunComfy to cancel a queued request. A running or finished one cannot be

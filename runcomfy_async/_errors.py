@@ -17,7 +17,8 @@
     │   └── ServerError                         5xx
     ├── RequestFailedError                      the request ran and produced no output
     │   └── RequestCancelledError               the request was cancelled
-    └── WaitTimeoutError (TimeoutError)         wait()/run() deadline passed; the request lives on
+    ├── WaitTimeoutError (TimeoutError)         wait()/run() deadline passed; the request lives on
+    └── DownloadError                           an output file was refused or could not be saved
 
 Messages never contain the API key.
 """
@@ -31,6 +32,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "DownloadError",
     "InsufficientBalanceError",
     "InvalidInputError",
     "NotFoundError",
@@ -183,3 +185,19 @@ class WaitTimeoutError(RunComfyError, TimeoutError):
         self.timeout = timeout
         #: The CancelOutcome when `cancel_on_timeout=True` sent a cancel, else None.
         self.cancel_outcome = cancel_outcome
+
+
+class DownloadError(RunComfyError):
+    """An output file was refused (unsafe URL, size, name clash) or could not be saved.
+
+    `url` is the URL asked for without its query string or user info (a signature may hide
+    there); `reason` says what went wrong. No partial file is left behind.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"download of {url} failed: {reason}")
+        self.url = url
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.url, self.reason))

@@ -8,11 +8,13 @@ import math
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 
+from ._download import DownloadedFile
 from ._errors import (
     InvalidInputError,
     RequestCancelledError,
@@ -48,6 +50,7 @@ class Item:
     result: Result | None = None
     error: RunComfyError | None = None
     resumed: bool = False  # the outcome comes from the journal of an earlier run
+    files: tuple[DownloadedFile, ...] = ()  # the outputs downloaded (with download_to)
 
     @property
     def ok(self) -> bool:
@@ -128,6 +131,8 @@ class Batch:
         on_change: Callable[[Change], None] | None,
         journal: str | os.PathLike[str] | None = None,
         resubmit_unknown: bool = False,
+        download_to: str | os.PathLike[str] | None = None,
+        name_template: str = "{key}-{n}.{ext}",
     ) -> None:
         # The engine is referenced by background tasks; this handle only by the caller, so
         # dropping it (a `break`) is seen at once.
@@ -141,6 +146,8 @@ class Batch:
             on_change=on_change,
             journal=journal,
             resubmit_unknown=resubmit_unknown,
+            download_to=download_to,
+            name_template=name_template,
         )
 
     @property
@@ -200,6 +207,8 @@ class _Engine:
         on_change: Callable[[Change], None] | None,
         journal: str | os.PathLike[str] | None = None,
         resubmit_unknown: bool = False,
+        download_to: str | os.PathLike[str] | None = None,
+        name_template: str = "{key}-{n}.{ext}",
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -216,6 +225,8 @@ class _Engine:
         self._journal_path = journal
         self._journal: Journal | None = None
         self._resubmit_unknown = resubmit_unknown
+        self._download_to = download_to
+        self._template = name_template
         self._fatal: RunComfyError | None = None
         self._send, self._receive = anyio.create_memory_object_stream[Item](math.inf)
         self._live: dict[Tracker, _Job] = {}
@@ -382,7 +393,11 @@ class _Engine:
         if row.state is Entry.SUCCEEDED:
             output = Output(row.outputs or {})
             result = Result(request_id=rid, state=State.SUCCEEDED, output=output, cost=row.cost)
-            self._emit(job, result=result, resumed=True)
+            files = _recorded(row.files)
+            if self._download_to is not None and files is None:
+                self._deliver(job, result, resumed=True)  # an earlier run stopped before
+            else:
+                self._emit(job, result=result, resumed=True, files=files or ())
             return
         error: RunComfyError
         if row.state is Entry.CANCELLED:
@@ -432,12 +447,36 @@ class _Engine:
             self._emit(job, error=error)
         elif isinstance(outcome, Result):
             self._record(job, Entry.SUCCEEDED, outcome)
-            self._emit(job, result=outcome)
+            self._deliver(job, outcome)
         elif isinstance(outcome, RunComfyError):
             if isinstance(outcome, RequestFailedError):
                 cancelled = isinstance(outcome, RequestCancelledError)
                 self._record(job, Entry.CANCELLED if cancelled else Entry.FAILED, tracker.result)
             self._emit(job, error=outcome)
+
+    def _deliver(self, job: _Job, result: Result, *, resumed: bool = False) -> None:
+        """Emit a success, after downloading its outputs when the batch downloads."""
+        if self._download_to is None:
+            self._emit(job, result=result, resumed=resumed)
+            return
+        self.client._spawn(lambda: self._download(job, result, resumed))
+
+    async def _download(self, job: _Job, result: Result, resumed: bool) -> None:
+        assert self._download_to is not None
+        try:
+            files = await self.client.download(
+                result, self._download_to, key=str(job.key), template=self._template
+            )
+        except RunComfyError as exc:  # the request succeeded; its files did not arrive
+            self._emit(job, result=result, error=exc, resumed=resumed)
+            return
+        except ValueError as exc:  # a template that names two outputs alike
+            error = InvalidInputError(f"name_template: {exc}")
+            self._emit(job, result=result, error=error, resumed=resumed)
+            return
+        if self._journal is not None:
+            self._journal.files(str(job.key), [_file_record(f) for f in files])
+        self._emit(job, result=result, resumed=resumed, files=tuple(files))
 
     def _record(self, job: _Job, state: Entry, result: Result | None) -> None:
         if self._journal is None:
@@ -458,6 +497,7 @@ class _Engine:
         result: Result | None = None,
         error: RunComfyError | None = None,
         resumed: bool = False,
+        files: tuple[DownloadedFile, ...] = (),
     ) -> None:
         if error is None:
             final: State | None = State.SUCCEEDED
@@ -467,7 +507,7 @@ class _Engine:
         else:
             final, bucket = (State.FAILED if job.request_id else None), "failed"
         self._move(job, bucket, final)
-        item = Item(job.index, job.key, job.input, job.request_id, result, error, resumed)
+        item = Item(job.index, job.key, job.input, job.request_id, result, error, resumed, files)
         self._emitted += 1
         if not self.closed:
             self._send.send_nowait(item)
@@ -499,6 +539,40 @@ class _Engine:
 
     async def _cancel(self, request_id: str) -> Any:
         return await cancel_quietly(self.client, request_id, self.client._track.cancel_grace)
+
+
+def _file_record(file: DownloadedFile) -> dict[str, Any]:
+    return {
+        "url": file.url,
+        "path": str(file.path),
+        "size": file.size,
+        "sha256": file.sha256,
+        "content_type": file.content_type,
+    }
+
+
+def _recorded(records: list[dict[str, Any]] | None) -> tuple[DownloadedFile, ...] | None:
+    """Files an earlier run downloaded, if they are all still there with their size."""
+    if records is None:
+        return None
+    files = []
+    for record in records:
+        path = Path(record["path"])
+        try:
+            if path.is_symlink() or path.stat().st_size != record["size"]:
+                return None
+        except OSError:
+            return None
+        files.append(
+            DownloadedFile(
+                url=record["url"],
+                path=path,
+                size=record["size"],
+                sha256=record["sha256"],
+                content_type=record.get("content_type"),
+            )
+        )
+    return tuple(files)
 
 
 def _encode(value: Any) -> tuple[str, bytes]:

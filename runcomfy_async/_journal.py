@@ -72,6 +72,7 @@ class Row:
     outputs: dict[str, Any] | None
     error: Any
     cost: float | None
+    files: list[dict[str, Any]] | None
     duplicate: bool  # this key was already read in this run
 
 
@@ -120,7 +121,7 @@ class Journal:
         inputs = canonical(body).decode()
         digest = hashlib.sha256(f"{model_id}\0{inputs}".encode()).hexdigest()
         found = self._db.execute(
-            "SELECT input_hash, state, run, request_id, outputs, error, cost, model_id "
+            "SELECT input_hash, state, run, request_id, outputs, error, cost, model_id, files "
             "FROM items WHERE key=?",
             (key,),
         ).fetchone()
@@ -130,8 +131,8 @@ class Journal:
                 "created_at) VALUES (?, ?, ?, ?, ?, 'new', ?, ?)",
                 (key, index, model_id, inputs, digest, self.run, time.time()),
             )
-            return Row(key, Entry.NEW, None, None, None, None, duplicate=False)
-        input_hash, state, run, request_id, outputs, error, cost, old_model = found
+            return Row(key, Entry.NEW, None, None, None, None, None, duplicate=False)
+        input_hash, state, run, request_id, outputs, error, cost, old_model, files = found
         if input_hash != digest:
             raise JournalMismatchError(
                 f"journal {self.path} belongs to another batch: key {key!r} was "
@@ -147,6 +148,7 @@ class Journal:
             json.loads(outputs) if outputs else None,
             json.loads(error) if error else None,
             cost,
+            json.loads(files) if files else None,
             duplicate=duplicate,
         )
 

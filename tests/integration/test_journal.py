@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -138,3 +140,40 @@ def test_a_file_that_is_not_a_journal_is_refused(tmp_path: Path) -> None:
     path.write_text("not a database, just words " * 100)
     with pytest.raises(rc.ConfigurationError, match="not a usable batch journal"):
         Journal(path)
+
+
+async def test_batch_downloads_outputs_and_records_them(tmp_path: Path) -> None:
+    journal, out = tmp_path / "batch.sqlite", tmp_path / "out"
+    async with Simulator(sim_config()) as sim, client_for(sim) as client:
+        items = await run(client, inputs(6), journal, download_to=out, key=lambda i: i.prompt)
+        stamps = {f.path: f.path.stat().st_mtime_ns for item in items for f in item.files}
+        again = await run(client, inputs(6), journal, download_to=out, key=lambda i: i.prompt)
+    assert all(item.ok for item in items)
+    for item in items:
+        (file,) = item.files
+        assert file.path.parent == out
+        assert file.path.name == f"{str(item.key).replace(' ', '_')}-0.png"
+        data = file.path.read_bytes()
+        assert data.startswith(b"\x89PNG")
+        assert hashlib.sha256(data).hexdigest() == file.sha256
+        assert file.size == len(data)
+    assert all(item.resumed for item in again)
+    assert {f.path: f.sha256 for i in again for f in i.files} == {
+        f.path: f.sha256 for i in items for f in i.files
+    }
+    assert {f.path: f.path.stat().st_mtime_ns for i in again for f in i.files} == stamps
+    with sqlite3.connect(journal) as db:
+        recorded = [json.loads(files) for (files,) in db.execute("SELECT files FROM items")]
+    assert sorted(r[0]["sha256"] for r in recorded) == sorted(
+        f.sha256 for i in items for f in i.files
+    )
+
+
+async def test_a_rerun_downloads_what_an_interrupted_run_had_not(tmp_path: Path) -> None:
+    journal, out = tmp_path / "batch.sqlite", tmp_path / "out"
+    async with Simulator(sim_config()) as sim, client_for(sim) as client:
+        await run(client, inputs(4), journal)  # finished, nothing downloaded
+        items = await run(client, inputs(4), journal, download_to=out)
+        assert sim.ledger.calls["submit"] == 4
+    assert all(item.ok and item.resumed for item in items)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{item.key}-0.png" for item in items)

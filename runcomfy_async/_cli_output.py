@@ -1,0 +1,321 @@
+"""What `runcomfy` prints and returns: errors and exit statuses, JSON, batch progress, summary."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    DownloadError,
+    InsufficientBalanceError,
+    InvalidInputError,
+    NotFoundError,
+    RequestFailedError,
+    RunComfyError,
+    ServerError,
+    SubmissionUnknownError,
+    TransportError,
+    UnexpectedResponseError,
+    WaitTimeoutError,
+)
+from ._fanout import Progress
+from ._wire import ModelInfo, Result
+
+__all__ = [
+    "EPILOG",
+    "EXIT_CODES",
+    "EXIT_INTERRUPTED",
+    "CommandError",
+    "ProgressDisplay",
+    "Tally",
+    "describe_model",
+    "duration",
+    "error",
+    "exit_code",
+    "leaf_error",
+    "print_json",
+    "print_summary",
+    "result_json",
+    "schema_lines",
+    "usd",
+    "warn",
+]
+
+
+class CommandError(Exception):
+    """A problem the command line reports in one line and exits on, with its own exit status."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+EXIT_INTERRUPTED = 130
+
+#: Exit status by error class: the first class of an error's MRO found here decides.
+EXIT_CODES: dict[type[BaseException], int] = {
+    RunComfyError: 1,
+    RequestFailedError: 1,  # failed or cancelled request (RequestCancelledError)
+    InvalidInputError: 2,
+    BadRequestError: 2,
+    ConfigurationError: 2,  # also JournalMismatchError
+    OSError: 2,  # a local file could not be read or written
+    ValueError: 2,  # e.g. an empty or overlong request_id
+    AuthenticationError: 3,  # also PermissionDeniedError
+    InsufficientBalanceError: 3,
+    APIError: 4,  # e.g. RateLimitError once retries are spent
+    TransportError: 4,
+    ServerError: 4,
+    SubmissionUnknownError: 4,
+    UnexpectedResponseError: 4,
+    DownloadError: 4,
+    NotFoundError: 5,
+    WaitTimeoutError: 6,
+}
+
+EPILOG = """\
+exit status:
+  0    ok
+  1    job failure: a failed or cancelled request, or a batch with failures
+  2    usage or invalid input (also a journal of another batch, a --max-cost refusal)
+  3    authentication, permission or balance
+  4    network, server, or a submit whose outcome is unknown
+  5    not found (model or request_id)
+  6    timeout (--timeout passed; the request goes on)
+  130  interrupted (Ctrl-C)
+
+The API key comes from RUNCOMFY_API_KEY (or RUNCOMFY_API_TOKEN) or --api-key-file PATH;
+--simulate runs any command against an in-process simulator: no key, no network, no cost.
+"""
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit status of an error, from EXIT_CODES."""
+    if isinstance(exc, CommandError):
+        return exc.code
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return 1
+
+
+def leaf_error(exc: BaseException) -> BaseException:
+    """The first error inside (nested) exception groups, from anyio task groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+TTY_INTERVAL = 0.1  # seconds between redraws of the progress bar (at most 10 a second)
+PLAIN_INTERVAL = 5.0  # seconds between progress lines when stderr is not a terminal
+BAR_WIDTH = 20
+
+
+def one_line(text: str) -> str:
+    """`text` with every run of whitespace (newlines too) made one space."""
+    return " ".join(text.split())
+
+
+def error(message: str) -> None:
+    print(f"runcomfy: error: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    print(f"runcomfy: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def print_json(value: Any) -> None:
+    """One JSON object on one line of stdout."""
+    print(json.dumps(value, ensure_ascii=False, default=str), flush=True)
+
+
+def usd(amount: float) -> str:
+    return f"${amount:,.4f}"
+
+
+def duration(seconds: float) -> str:
+    """`seconds` as `42.0 s`, `3m05s` or `2h04m`."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def result_json(result: Result) -> dict[str, Any]:
+    """A Result as plain JSON data (`urls` lists every output URL)."""
+    output = result.output
+    return {
+        "request_id": result.request_id,
+        "state": result.state.value,
+        "urls": output.urls if output is not None else [],
+        "output": output.data if output is not None else None,
+        "error": result.error,
+        "cost": result.cost,
+        "created_at": result.created_at.isoformat() if result.created_at else None,
+        "finished_at": result.finished_at.isoformat() if result.finished_at else None,
+    }
+
+
+@dataclass
+class Tally:
+    """Counts of a batch's items by outcome, as the summary reports them."""
+
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    unknown: int = 0
+    resumed: int = 0
+    downloads_failed: int = 0
+    cost: float = 0.0
+    priced: bool = False  # some item carried a cost
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed + self.cancelled + self.unknown
+
+    def add(self, outcome: str, *, resumed: bool, cost: float | None) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        self.resumed += resumed
+        if cost is not None:
+            self.cost += cost
+            self.priced = True
+
+
+class ProgressDisplay:
+    """Live batch progress on stderr: a bar redrawn in place on a terminal, else a plain line
+    every few seconds. `total` is the number of inputs; `tally` counts resumed items, which
+    are left out of the rate."""
+
+    def __init__(self, total: int, tally: Tally, *, tty: bool, clock: Callable[[], float]) -> None:
+        self.total = total
+        self.tally = tally
+        self.tty = tty
+        self._clock = clock
+        self._started = clock()
+        self._shown = ""
+
+    @classmethod
+    def for_stderr(cls, total: int, tally: Tally) -> ProgressDisplay:
+        isatty = getattr(sys.stderr, "isatty", None)
+        return cls(total, tally, tty=bool(isatty and isatty()), clock=time.monotonic)
+
+    async def run(self, progress: Progress) -> None:
+        """Redraw until cancelled."""
+        interval = TTY_INTERVAL if self.tty else PLAIN_INTERVAL
+        while True:
+            self.draw(progress)
+            await anyio.sleep(interval)
+
+    def draw(self, progress: Progress) -> None:
+        text = self.text(progress)
+        if text == self._shown:
+            return
+        self._shown = text
+        if self.tty:
+            sys.stderr.write(f"\r{text}\x1b[K")
+            sys.stderr.flush()
+        else:
+            print(f"runcomfy batch: {text}", file=sys.stderr, flush=True)
+
+    def finish(self, progress: Progress) -> None:
+        """The last state, and a line break after the bar."""
+        self.draw(progress)
+        if self.tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    def text(self, progress: Progress) -> str:
+        done = progress.done
+        counts = (
+            f"queued {progress.pending + progress.submitted + progress.queued}, "
+            f"running {progress.running}, succeeded {progress.succeeded}, "
+            f"failed {progress.failed}"
+        )
+        if progress.cancelled:
+            counts += f", cancelled {progress.cancelled}"
+        elapsed = max(self._clock() - self._started, 1e-9)
+        live = max(done - self.tally.resumed, 0)
+        rate = live / elapsed * 60.0  # items per minute, finished in this run
+        left = max(self.total - done, 0)
+        eta = duration(left / rate * 60.0) if rate > 0 else "?"
+        tail = f"{rate:.1f}/min, ETA {eta}"
+        if not self.tty:
+            return f"{done}/{self.total} done ({counts}), {tail}"
+        filled = BAR_WIDTH * done // self.total if self.total else BAR_WIDTH
+        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+        return f"[{bar}] {done}/{self.total} {counts} | {tail}"
+
+
+def describe_model(info: ModelInfo) -> str:
+    """A catalog entry for people: id, name, price, and the input schema."""
+    price = "unknown" if info.base_price_usd is None else usd(info.base_price_usd)
+    head = [
+        f"{info.model_id}: {info.name or ''} ({info.category or 'no category'})",
+        f"price: {price} per {info.price_unit or 'unit'}",
+    ]
+    return "\n".join(head + schema_lines(info.input_schema or {}))
+
+
+def schema_lines(schema: dict[str, Any]) -> list[str]:
+    """A model's input schema as aligned lines: name, type, required, rules, default."""
+    properties: dict[str, Any] = schema.get("properties") or {}
+    required = set(schema.get("required") or ())
+    if not properties:
+        return ["inputs: any JSON object (no schema published)"]
+    width = max(len(name) for name in properties)
+    lines = ["inputs:"]
+    for name, spec in properties.items():
+        spec = spec if isinstance(spec, dict) else {}
+        notes = ["required"] if name in required else []
+        if "enum" in spec:
+            notes.append("one of " + " | ".join(json.dumps(v) for v in spec["enum"]))
+        for rule, word in (("maxLength", "max length"), ("minimum", "min"), ("maximum", "max")):
+            if rule in spec:
+                notes.append(f"{word} {spec[rule]}")
+        if "default" in spec:
+            notes.append(f"default {json.dumps(spec['default'])}")
+        kind = str(spec.get("type", "any"))
+        lines.append(f"  {name:<{width}}  {kind:<8} {', '.join(notes)}".rstrip())
+    return lines
+
+
+def print_summary(
+    tally: Tally, skipped: int, wall: float, out: Path, manifest: Path, journal: Path
+) -> None:
+    """The end-of-batch summary, on stdout."""
+    t = tally
+    counts = f"{t.succeeded} succeeded, {t.failed} failed, {t.cancelled} cancelled"
+    lines = [f"runcomfy batch: {t.done} inputs: {counts}, {t.unknown} unknown"]
+    if skipped:
+        lines.append(f"  skipped lines: {skipped} (reported above with their line numbers)")
+    if t.downloads_failed:
+        lines.append(f"  downloads failed: {t.downloads_failed} (counted as failed)")
+    if t.resumed:
+        lines.append(f"  resumed from the journal: {t.resumed}")
+    if t.unknown:
+        lines.append(
+            "  unknown: submits whose outcome is unknown were not resent; check your RunComfy "
+            "dashboard, or rerun with --resubmit-unknown"
+        )
+    lines += [
+        f"  cost: {usd(t.cost) if t.priced else 'not reported'}",
+        f"  wall time: {duration(wall)}",
+        f"  files: {out}",
+        f"  manifest: {manifest}",
+        f"  journal: {journal}",
+    ]
+    print("\n".join(lines), flush=True)
