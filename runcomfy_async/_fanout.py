@@ -299,7 +299,13 @@ class _Engine:
         if self.started:
             return
         if self._journal_path is not None:
-            self._journal = Journal(self._journal_path)
+            try:
+                self._journal = Journal(self._journal_path)
+            except BaseException:
+                self.closed = True  # nothing started: release the streams, then say why
+                self._send.close()
+                self._receive.close()
+                raise
         self.started = True
         if self._timeout is not None:
             self._deadline = self.client._clock() + self._timeout

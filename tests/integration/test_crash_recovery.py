@@ -1,7 +1,8 @@
-"""SIGKILL a journaled batch at random points and rerun it: nothing paid twice, nothing lost."""
+"""SIGKILL `runcomfy batch` at random points and rerun it: nothing paid twice, nothing lost."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-WORKER = Path(__file__).with_name("_crash_worker.py")
+CLI = "from runcomfy_async._cli import main; raise SystemExit(main())"
+WAN = "wan-ai/wan-2-2/text-to-image"
 COUNT = 40
 
 
@@ -44,10 +46,16 @@ def ledger(url: str) -> dict[str, object]:
         return data
 
 
-def run_worker(url: str, journal: Path, *, kill_after: float | None) -> int:
-    command = [sys.executable, str(WORKER), url, str(journal), str(COUNT)]
+def run_batch(url: str, folder: Path, *, kill_after: float | None) -> int:
+    """`runcomfy batch` in a process of its own, SIGKILLed after `kill_after` seconds."""
+    prompts, key = folder / "prompts.txt", folder / "key.txt"
+    prompts.write_text("".join(f"prompt {i}\n" for i in range(COUNT)))
+    key.write_text("crash-test-key\n")
+    command = [sys.executable, "-c", CLI, "batch", WAN, str(prompts), "--out", str(folder / "out")]
+    command += ["--base-url", url, "--api-key-file", str(key), "--max-in-flight", "10"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
+    quiet = subprocess.DEVNULL
+    process = subprocess.Popen(command, stdout=quiet, stderr=quiet, env=env)
     if kill_after is None:
         return process.wait(timeout=120)
     time.sleep(kill_after)
@@ -56,20 +64,20 @@ def run_worker(url: str, journal: Path, *, kill_after: float | None) -> int:
 
 
 def test_killed_batches_resume_without_paying_twice(simulator_url: str, tmp_path: Path) -> None:
-    journal = tmp_path / "batch.sqlite"
+    journal = tmp_path / "out" / "journal.sqlite"
     rng = random.Random(int(os.environ.get("CRASH_SEED", "20261121")))
     kills = 0
     for _ in range(5):
-        if run_worker(simulator_url, journal, kill_after=rng.uniform(0.6, 2.0)) == -9:
+        if run_batch(simulator_url, tmp_path, kill_after=rng.uniform(0.8, 2.5)) == -9:
             kills += 1
     assert kills >= 2  # the batch really was killed part-way, several times
-    assert run_worker(simulator_url, journal, kill_after=None) == 0
+    final = run_batch(simulator_url, tmp_path, kill_after=None)
 
     with sqlite3.connect(journal) as db:
         rows = {
-            inputs: (state, request_id)
-            for inputs, state, request_id in db.execute(
-                "SELECT inputs, state, request_id FROM items"
+            inputs: (state, request_id, json.loads(files or "null"))
+            for inputs, state, request_id, files in db.execute(
+                "SELECT inputs, state, request_id, files FROM items"
             )
         }
     jobs = ledger(simulator_url)["jobs"]
@@ -80,13 +88,20 @@ def test_killed_batches_resume_without_paying_twice(simulator_url: str, tmp_path
         per_input.setdefault(key, []).append(job)
 
     assert len(rows) == COUNT  # every input is in the journal
-    for inputs, (state, request_id) in rows.items():
+    for inputs, (state, request_id, files) in rows.items():
         created = per_input.get(inputs, [])
         assert len(created) <= 1, f"{inputs} was paid for {len(created)} times"
         if state == "succeeded":
             assert [job["request_id"] for job in created] == [request_id]
             assert created[0]["state"] == "succeeded"
+            (file,) = files  # downloaded, whole, with the sha256 the journal recorded
+            data = Path(file["path"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == file["sha256"]
+            assert len(data) == file["size"]
         else:  # only a submit killed on the wire may stay unknown, and it is reported
             assert state in ("sending", "unknown"), (inputs, state)
-    unknown = sum(1 for state, _ in rows.values() if state != "succeeded")
+    unknown = sum(1 for state, _, _ in rows.values() if state != "succeeded")
     assert unknown <= kills * 10  # at most the submits on the wire (max_in_flight) per kill
+    assert final == (0 if unknown == 0 else 1)
+    names = sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".png")
+    assert len(names) == COUNT - unknown  # no stray, partial or duplicate files

@@ -177,3 +177,12 @@ async def test_a_rerun_downloads_what_an_interrupted_run_had_not(tmp_path: Path)
         assert sim.ledger.calls["submit"] == 4
     assert all(item.ok and item.resumed for item in items)
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{item.key}-0.png" for item in items)
+
+
+async def test_an_unusable_journal_stops_the_batch_before_any_submit(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database, just words " * 100)
+    async with Simulator(sim_config()) as sim, client_for(sim) as client:
+        with pytest.raises(rc.ConfigurationError, match="not a usable batch journal"):
+            await run(client, inputs(3), path)
+        assert sim.ledger.calls["submit"] == 0
