@@ -33,8 +33,9 @@ from ._errors import (
     UnexpectedResponseError,
     WaitTimeoutError,
 )
-from ._fanout import Batch, Change, Item, Progress
+from ._fanout import Batch
 from ._inputs import ModelInput
+from ._items import Change, Item, Progress
 from ._journal import JournalMismatchError
 from ._policy import PollPolicy
 from ._request import Request

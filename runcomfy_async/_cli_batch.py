@@ -30,8 +30,8 @@ from ._cli_output import (
 )
 from ._client import Client
 from ._errors import RequestCancelledError, SubmissionUnknownError
-from ._fanout import Item
 from ._inputs import encode_inputs
+from ._items import Item
 from ._wire import ModelInfo
 
 __all__ = ["InputFile", "estimate", "run_batch"]

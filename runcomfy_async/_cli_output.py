@@ -29,7 +29,7 @@ from ._errors import (
     UnexpectedResponseError,
     WaitTimeoutError,
 )
-from ._fanout import Progress
+from ._items import Progress
 from ._wire import ModelInfo, Result
 
 __all__ = [

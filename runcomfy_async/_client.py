@@ -24,8 +24,9 @@ from . import _wire
 from ._config import Timeouts, environ, is_loopback, resolve_api_key, resolve_base_url
 from ._download import DownloadedFile, Downloader, download_result
 from ._errors import ConfigurationError, ResultNotReadyError, RunComfyError, WaitTimeoutError
-from ._fanout import Batch, BatchInput, Change
+from ._fanout import Batch
 from ._inputs import ModelInput, check_model_id, encode_inputs
+from ._items import BatchInput, Change
 from ._limiter import RateLimiter
 from ._policy import PollPolicy
 from ._poll import Scheduler, as_completed

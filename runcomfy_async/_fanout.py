@@ -6,9 +6,7 @@ import contextlib
 import logging
 import math
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -24,7 +22,16 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._inputs import ModelInput, encode_inputs
-from ._journal import Entry, Journal, JournalMismatchError, Row, stable_key
+from ._items import BUCKET, BatchInput, Change, Item, Job, Progress
+from ._journal import (
+    Entry,
+    Journal,
+    JournalMismatchError,
+    Row,
+    file_records,
+    recorded_files,
+    stable_key,
+)
 from ._request import Request
 from ._track import EXPIRED, Tracker, cancel_quietly
 from ._wire import Output, Result, State
@@ -32,81 +39,9 @@ from ._wire import Output, Result, State
 if TYPE_CHECKING:
     from ._client import Client
 
-__all__ = ["Batch", "Change", "Item", "Progress"]
+__all__ = ["Batch"]
 
 logger = logging.getLogger("runcomfy_async")
-
-BatchInput = ModelInput | tuple[str, Mapping[str, Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """The outcome of one input of a batch: `result` on success, else `error`."""
-
-    index: int
-    key: Hashable
-    input: Any
-    request_id: str | None
-    result: Result | None = None
-    error: RunComfyError | None = None
-    resumed: bool = False  # the outcome comes from the journal of an earlier run
-    files: tuple[DownloadedFile, ...] = ()  # the outputs downloaded (with download_to)
-
-    @property
-    def ok(self) -> bool:
-        """True when the request succeeded."""
-        return self.error is None
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """A state change of one input of a batch; `state` is None until RunComfy is polled."""
-
-    index: int
-    key: Hashable
-    request_id: str | None
-    state: State | None
-
-
-@dataclass(slots=True)
-class Progress:
-    """Live counts of a batch by where each input read so far stands (plain ints, cheap)."""
-
-    pending: int = 0  # read, not yet accepted by RunComfy
-    submitted: int = 0  # accepted, state not yet seen
-    queued: int = 0
-    running: int = 0
-    succeeded: int = 0
-    failed: int = 0  # failed runs, rejected inputs, unknown submissions, timeouts
-    cancelled: int = 0
-
-    @property
-    def read(self) -> int:
-        """Inputs taken from the iterable so far."""
-        return self.pending + self.submitted + self.queued + self.running + self.done
-
-    @property
-    def done(self) -> int:
-        """Inputs with a final item."""
-        return self.succeeded + self.failed + self.cancelled
-
-    def move(self, old: str | None, new: str | None) -> None:
-        if old is not None:
-            setattr(self, old, getattr(self, old) - 1)
-        if new is not None:
-            setattr(self, new, getattr(self, new) + 1)
-
-
-_BUCKET = {State.IN_QUEUE: "queued", State.IN_PROGRESS: "running"}
-
-
-class _Job:
-    __slots__ = ("bucket", "index", "input", "key", "request_id")
-
-    def __init__(self, index: int, key: Hashable, value: Any) -> None:
-        self.index, self.key, self.input = index, key, value
-        self.request_id: str | None = None
-        self.bucket: str | None = "pending"
 
 
 class Batch:
@@ -229,7 +164,7 @@ class _Engine:
         self._template = name_template
         self._fatal: RunComfyError | None = None
         self._send, self._receive = anyio.create_memory_object_stream[Item](math.inf)
-        self._live: dict[Tracker, _Job] = {}
+        self._live: dict[Tracker, Job] = {}
         self._reading = anyio.CancelScope()
         self._fed = anyio.Event()
         self.started = self.closed = False
@@ -328,7 +263,7 @@ class _Engine:
             self._end_if_done()
 
     async def _run_one(self, index: int, value: Any) -> None:
-        job = _Job(index, index, value)
+        job = Job(index, index, value)
         self.progress.pending += 1
         try:
             model_id, body = _encode(value)
@@ -361,7 +296,7 @@ class _Engine:
             journal.tracked(str(job.key), request.request_id)
         self._follow(job, request)
 
-    def _resume(self, job: _Job, journal: Journal, model_id: str, body: bytes) -> bool:
+    def _resume(self, job: Job, journal: Journal, model_id: str, body: bytes) -> bool:
         """Settle `job` from the journal; True when it is to be submitted now."""
         key = str(job.key)
         try:
@@ -393,13 +328,13 @@ class _Engine:
         journal.sending(key)  # write-ahead: on disk before the submit leaves
         return True
 
-    def _replay(self, job: _Job, row: Row) -> None:
+    def _replay(self, job: Job, row: Row) -> None:
         """Emit the outcome an earlier run recorded."""
         job.request_id = rid = row.request_id or ""
         if row.state is Entry.SUCCEEDED:
             output = Output(row.outputs or {})
             result = Result(request_id=rid, state=State.SUCCEEDED, output=output, cost=row.cost)
-            files = _recorded(row.files)
+            files = recorded_files(row.files)
             if self._download_to is not None and files is None:
                 self._deliver(job, result, resumed=True)  # an earlier run stopped before
             else:
@@ -414,7 +349,7 @@ class _Engine:
             )
         self._emit(job, error=error, resumed=True)
 
-    def _follow(self, job: _Job, request: Request) -> None:
+    def _follow(self, job: Job, request: Request) -> None:
         """Track an accepted request until it ends (or abandon it if the batch has)."""
         job.request_id = request.request_id
         if self.closed:  # the batch ended while this submit was in flight
@@ -431,7 +366,7 @@ class _Engine:
     def _changed(self, tracker: Tracker, state: State) -> None:
         job = self._live.get(tracker)
         if job is not None:
-            self._move(job, _BUCKET.get(state), state)
+            self._move(job, BUCKET.get(state), state)
 
     def _finished(self, tracker: Tracker) -> None:
         job = self._live.pop(tracker, None)
@@ -460,14 +395,14 @@ class _Engine:
                 self._record(job, Entry.CANCELLED if cancelled else Entry.FAILED, tracker.result)
             self._emit(job, error=outcome)
 
-    def _deliver(self, job: _Job, result: Result, *, resumed: bool = False) -> None:
+    def _deliver(self, job: Job, result: Result, *, resumed: bool = False) -> None:
         """Emit a success, after downloading its outputs when the batch downloads."""
         if self._download_to is None:
             self._emit(job, result=result, resumed=resumed)
             return
         self.client._spawn(lambda: self._download(job, result, resumed))
 
-    async def _download(self, job: _Job, result: Result, resumed: bool) -> None:
+    async def _download(self, job: Job, result: Result, resumed: bool) -> None:
         assert self._download_to is not None
         try:
             files = await self.client.download(
@@ -481,10 +416,10 @@ class _Engine:
             self._emit(job, result=result, error=error, resumed=resumed)
             return
         if self._journal is not None:
-            self._journal.files(str(job.key), [_file_record(f) for f in files])
+            self._journal.files(str(job.key), file_records(files))
         self._emit(job, result=result, resumed=resumed, files=tuple(files))
 
-    def _record(self, job: _Job, state: Entry, result: Result | None) -> None:
+    def _record(self, job: Job, state: Entry, result: Result | None) -> None:
         if self._journal is None:
             return
         output = result.output.data if result is not None and result.output else None
@@ -498,7 +433,7 @@ class _Engine:
 
     def _emit(
         self,
-        job: _Job,
+        job: Job,
         *,
         result: Result | None = None,
         error: RunComfyError | None = None,
@@ -519,7 +454,7 @@ class _Engine:
             self._send.send_nowait(item)
         self._end_if_done()
 
-    def _move(self, job: _Job, bucket: str | None, state: State | None) -> None:
+    def _move(self, job: Job, bucket: str | None, state: State | None) -> None:
         if bucket is not None and bucket != job.bucket:
             self.progress.move(job.bucket, bucket)
             job.bucket = bucket
@@ -531,7 +466,7 @@ class _Engine:
             self._send.close()
 
     async def _abandon(
-        self, request_id: str, state: State | None, job: _Job, *, report: bool = True
+        self, request_id: str, state: State | None, job: Job, *, report: bool = True
     ) -> None:
         """Cancel a request this batch leaves behind if it is queued; else list it."""
         if state in (None, State.IN_QUEUE) and self._cancel_on_exit:
@@ -545,40 +480,6 @@ class _Engine:
 
     async def _cancel(self, request_id: str) -> Any:
         return await cancel_quietly(self.client, request_id, self.client._track.cancel_grace)
-
-
-def _file_record(file: DownloadedFile) -> dict[str, Any]:
-    return {
-        "url": file.url,
-        "path": str(file.path),
-        "size": file.size,
-        "sha256": file.sha256,
-        "content_type": file.content_type,
-    }
-
-
-def _recorded(records: list[dict[str, Any]] | None) -> tuple[DownloadedFile, ...] | None:
-    """Files an earlier run downloaded, if they are all still there with their size."""
-    if records is None:
-        return None
-    files = []
-    for record in records:
-        path = Path(record["path"])
-        try:
-            if path.is_symlink() or path.stat().st_size != record["size"]:
-                return None
-        except OSError:
-            return None
-        files.append(
-            DownloadedFile(
-                url=record["url"],
-                path=path,
-                size=record["size"],
-                sha256=record["sha256"],
-                content_type=record.get("content_type"),
-            )
-        )
-    return tuple(files)
 
 
 def _encode(value: Any) -> tuple[str, bytes]:

@@ -10,10 +10,12 @@ import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from ._download import DownloadedFile
 from ._errors import ConfigurationError
 
 __all__ = ["JournalMismatchError"]
@@ -197,3 +199,42 @@ class Journal:
         """How many inputs stand in each state."""
         rows = self._db.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall()
         return {state: count for state, count in rows}
+
+
+def file_records(files: list[DownloadedFile]) -> list[dict[str, Any]]:
+    """Downloaded files as the journal records them."""
+    return [_file_record(file) for file in files]
+
+
+def _file_record(file: DownloadedFile) -> dict[str, Any]:
+    return {
+        "url": file.url,
+        "path": str(file.path),
+        "size": file.size,
+        "sha256": file.sha256,
+        "content_type": file.content_type,
+    }
+
+
+def recorded_files(records: list[dict[str, Any]] | None) -> tuple[DownloadedFile, ...] | None:
+    """Files an earlier run downloaded, if they are all still there with their size."""
+    if records is None:
+        return None
+    files = []
+    for record in records:
+        path = Path(record["path"])
+        try:
+            if path.is_symlink() or path.stat().st_size != record["size"]:
+                return None
+        except OSError:
+            return None
+        files.append(
+            DownloadedFile(
+                url=record["url"],
+                path=path,
+                size=record["size"],
+                sha256=record["sha256"],
+                content_type=record.get("content_type"),
+            )
+        )
+    return tuple(files)
