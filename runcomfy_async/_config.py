@@ -73,24 +73,36 @@ def resolve_api_key(api_key: str | None, environ: Mapping[str, str]) -> Secret:
 def resolve_base_url(base_url: str | None, environ: Mapping[str, str]) -> str:
     """The API base URL, checked: https, or http only to a loopback host; no userinfo."""
     url = base_url or environ.get(BASE_URL_ENV_VAR) or DEFAULT_BASE_URL
+    shown = _redacted(url)  # what error messages may say: never a user name or password
     try:
         parts = urlsplit(url)
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        raise ConfigurationError(f"base_url is not a valid URL: {url!r}") from exc
+    except ValueError:
+        raise ConfigurationError(f"base_url is not a valid URL: {shown!r}") from None
     if parts.scheme not in ("https", "http") or not host:
-        raise ConfigurationError(f"base_url must be an https URL, got {url!r}")
+        raise ConfigurationError(f"base_url must be an https URL, got {shown!r}")
     if parts.username is not None or parts.password is not None:
         raise ConfigurationError("base_url must not contain a user name or password")
     if parts.query or parts.fragment:
         raise ConfigurationError("base_url must not have a query or fragment")
     if parts.scheme == "http" and not is_loopback(host):
         raise ConfigurationError(
-            f"base_url {url!r} uses plain http: only https is allowed, except to loopback "
+            f"base_url {shown!r} uses plain http: only https is allowed, except to loopback "
             "(the local simulator)"
         )
     return url.rstrip("/")
+
+
+def _redacted(url: str) -> str:
+    """`url` with anything between the scheme and an '@' replaced: it may hold a password."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<not a URL>" if "@" in url else url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    return f"{scheme}://{authority}{slash}{path}"
 
 
 def is_loopback(host: str) -> bool:

@@ -54,7 +54,11 @@ class PollPolicy:
         `max_dense_interval` (2 s by default: the pace of RunComfy's own CLI).
         """
         ceiling = max(self.first_interval, self.max_dense_interval)
-        interval = min(ceiling, self.first_interval * self.growth ** min(polls, 64))
+        try:
+            grown = self.first_interval * self.growth ** min(polls, 64)
+        except OverflowError:  # a huge growth: the ceiling is reached at once
+            grown = ceiling
+        interval = min(ceiling, grown)
         if queue_position:
             held = min(self.max_queue_interval, self.seconds_per_queue_position * queue_position)
             interval = max(interval, held)

@@ -100,7 +100,7 @@ def api_error(
     code = _wire.error_code_of(body) if body is not None else None
     message = _wire.error_message_of(body) if body is not None else None
     text = raw.decode("utf-8", "replace")
-    cls = error_class(status_code, code)
+    cls = error_class(_implied_status(status_code, code), code)
     return cls(
         message or f"RunComfy answered HTTP {status_code}",
         status_code=status_code,
@@ -108,6 +108,22 @@ def api_error(
         body=text,
         retry_after=retry_after,
     )
+
+
+def _implied_status(status_code: int, code: int | str | None) -> int:
+    """For an error inside an HTTP 2xx answer, the status its RunComfy code implies
+    (500001 -> 500), so a server error there is retried like one, not taken as final."""
+    if 200 <= status_code < 300 and isinstance(code, int) and 100_000 <= code <= 599_999:
+        return code // 1000
+    return status_code
+
+
+def _embedded(error: APIError) -> APIError:
+    """An error inside a 2xx answer: a server error goes the way of a 5xx (retried, or an
+    unknown outcome for a submit); any other is final."""
+    if isinstance(error, ServerError):
+        return error
+    raise error
 
 
 def _decode_error_body(raw: bytes) -> _wire.ErrorBody | None:
@@ -273,11 +289,14 @@ class Transport:
                         self.budget.refund()
                         return decoded
                 elif 300 <= status < 400:
-                    raise UnexpectedResponseError(
+                    failure = UnexpectedResponseError(
                         f"{method} {path}: RunComfy answered a redirect (HTTP {status}); "
                         "API calls never follow redirects",
                         status_code=status,
                     )
+                    if kind is CallKind.SUBMIT:  # the server read it: a job may exist
+                        raise self._unknown(submit_of, failure) from failure
+                    raise failure
                 else:
                     retry_after = parse_retry_after(header_retry_after)
                     failure = api_error(status, _decode_error_body(raw), raw, retry_after)
@@ -320,7 +339,7 @@ class Transport:
             # An embedded error in a body of the wrong shape is still an error answer.
             embedded = _decode_error_body(raw)
             if embedded is not None and _wire.error_code_of(embedded) is not None:
-                raise api_error(status, embedded, raw) from None
+                return _embedded(api_error(status, embedded, raw))
             failure = UnexpectedResponseError(
                 f"{kind.value} answer could not be read: {exc}",
                 status_code=status,
@@ -330,7 +349,7 @@ class Transport:
             return failure
         if _wire.error_code_of(decoded) is not None:
             # Some RunComfy APIs answer HTTP 200 with an error body.
-            raise api_error(status, decoded, raw)
+            return _embedded(api_error(status, decoded, raw))
         return decoded
 
     def _unknown(
