@@ -210,3 +210,8 @@ async def test_the_client_limits_every_call(vt: VirtualTime) -> None:
             for _ in range(7):
                 await client.status("r1")
     assert vt.now == pytest.approx(2.5)  # a burst of 2, then 5 more at 2 per second
+
+
+def test_a_huge_growth_reaches_the_ceiling_instead_of_overflowing() -> None:
+    policy = rc.PollPolicy(growth=1e300, jitter=0.0)
+    assert policy.next_interval(60, None, random.Random(0)) == policy.max_dense_interval

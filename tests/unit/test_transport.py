@@ -332,3 +332,40 @@ async def test_calls_outside_the_context_manager_say_how_to_open(vt: VirtualTime
     client = make_client(vt)
     with pytest.raises(RuntimeError, match="async with"):
         await client.status("r1")
+
+
+async def test_a_redirect_answer_to_a_submit_is_an_unknown_outcome(vt: VirtualTime) -> None:
+    with aioresponses() as m:
+        m.post(SUBMIT_URL, status=307, headers={"Location": f"{API}/elsewhere"})
+        async with make_client(vt) as client:
+            with pytest.raises(rc.SubmissionUnknownError):
+                await client.submit(WAN, {"prompt": "x"})
+        assert calls(m, "POST", SUBMIT_URL) == 1
+
+
+async def test_a_server_error_inside_an_http_200_is_retried_on_polls(vt: VirtualTime) -> None:
+    with aioresponses() as m:
+        m.get(STATUS_URL, payload={"error_code": 500001, "error_message": "busy"})
+        m.get(STATUS_URL, payload={"request_id": "r1", "status": "in_progress"})
+        async with make_client(vt) as client:
+            status = await client.status("r1")
+    assert status.state is rc.State.IN_PROGRESS
+
+
+async def test_a_server_error_inside_an_http_200_on_submit_is_unknown(vt: VirtualTime) -> None:
+    with aioresponses() as m:
+        m.post(SUBMIT_URL, payload={"error_code": 500001, "error_message": "busy"})
+        m.post(SUBMIT_URL, payload=OK_SUBMIT)
+        async with make_client(vt) as client:
+            with pytest.raises(rc.SubmissionUnknownError):
+                await client.submit(WAN, {"prompt": "x"})
+        assert calls(m, "POST", SUBMIT_URL) == 1
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://user:s3cret-pw@example.com", "https://user:s3cret-pw@example.com:99999"]
+)
+def test_a_refused_base_url_never_echoes_its_password(url: str) -> None:
+    with pytest.raises(rc.ConfigurationError) as info:
+        rc.Client(api_key="k", base_url=url)
+    assert "s3cret-pw" not in "".join(traceback.format_exception(info.value))
