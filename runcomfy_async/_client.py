@@ -24,7 +24,7 @@ from . import _wire
 from ._config import Timeouts, environ, is_loopback, resolve_api_key, resolve_base_url
 from ._download import DownloadedFile, Downloader, download_result
 from ._errors import ConfigurationError, ResultNotReadyError, RunComfyError, WaitTimeoutError
-from ._fanout import Batch
+from ._fanout import Batch, _Engine
 from ._inputs import ModelInput, check_model_id, encode_inputs
 from ._items import BatchInput, Change
 from ._limiter import RateLimiter
@@ -358,17 +358,19 @@ class Client:
         size and sha256 in the journal; a rerun downloads what an interrupted run had not.
         """
         return Batch(
-            self,
-            inputs,
-            max_in_flight=max_in_flight,
-            timeout=timeout,
-            cancel_on_exit=cancel_on_exit,
-            key=key,
-            on_change=on_change,
-            journal=journal,
-            resubmit_unknown=resubmit_unknown,
-            download_to=download_to,
-            name_template=name_template,
+            _Engine(
+                self,
+                inputs,
+                max_in_flight=max_in_flight,
+                timeout=timeout,
+                cancel_on_exit=cancel_on_exit,
+                key=key,
+                on_change=on_change,
+                journal=journal,
+                resubmit_unknown=resubmit_unknown,
+                download_to=download_to,
+                name_template=name_template,
+            )
         )
 
     def as_completed(

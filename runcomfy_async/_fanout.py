@@ -54,36 +54,10 @@ class Batch:
 
     __slots__ = ("__weakref__", "_engine")
 
-    def __init__(
-        self,
-        client: Client,
-        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
-        *,
-        max_in_flight: int,
-        timeout: float | None,
-        cancel_on_exit: bool,
-        key: Callable[[Any], Hashable] | None,
-        on_change: Callable[[Change], None] | None,
-        journal: str | os.PathLike[str] | None = None,
-        resubmit_unknown: bool = False,
-        download_to: str | os.PathLike[str] | None = None,
-        name_template: str = "{key}-{n}.{ext}",
-    ) -> None:
+    def __init__(self, engine: _Engine) -> None:
         # The engine is referenced by background tasks; this handle only by the caller, so
         # dropping it (a `break`) is seen at once.
-        self._engine = _Engine(
-            client,
-            inputs,
-            max_in_flight=max_in_flight,
-            timeout=timeout,
-            cancel_on_exit=cancel_on_exit,
-            key=key,
-            on_change=on_change,
-            journal=journal,
-            resubmit_unknown=resubmit_unknown,
-            download_to=download_to,
-            name_template=name_template,
-        )
+        self._engine = engine
 
     @property
     def progress(self) -> Progress:
