@@ -4,7 +4,6 @@ import json
 import sys
 from collections.abc import AsyncIterator
 
-import anyio
 from _backend import connect
 from aiohttp import web
 
@@ -17,7 +16,8 @@ async def lifetime(app: web.Application) -> AsyncIterator[None]:  # one Client f
     async with connect(concurrency=2) as client:  # simulated: an account running 2 at a time
         app[CLIENT], app[OPEN] = client, set[str]()  # OPEN: submitted here, not yet seen finished
         yield  # then, on shutdown (Ctrl-C, SIGTERM), cancel those still queued: they cost nothing
-        cancelled = [rid for rid in app[OPEN].copy() if (await client.cancel(rid)).cancelled]
+        outcomes = await client.cancel_many(app[OPEN], timeout=10.0)  # at once, 10 s at most
+        cancelled = [outcome.request_id for outcome in outcomes if outcome.cancelled]
         print(f"shutdown: cancelled {len(cancelled)} queued: {' '.join(cancelled)}", flush=True)
 
 
@@ -32,20 +32,21 @@ async def generate(request: web.Request) -> web.Response:
 
 
 async def job(request: web.Request) -> web.Response:
-    res = await request.app[CLIENT].result(request.match_info["id"])  # never raises for a state
+    try:  # result() reads any state; it raises only if RunComfy does not know the id
+        res = await request.app[CLIENT].result(request.match_info["id"])
+    except rc.NotFoundError as exc:
+        raise web.HTTPNotFound(text="no such job") from exc
     if res.state.is_terminal:
         request.app[OPEN].discard(res.request_id)
     return web.json_response({"state": res.state, "urls": res.output.urls if res.output else []})
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    stream, last = web.StreamResponse(headers={"Content-Type": "text/event-stream"}), None
+    await job(request)  # a 404 before the stream starts if there is no such job
+    stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await stream.prepare(request)
-    while not (st := await request.app[CLIENT].status(request.match_info["id"])).state.is_terminal:
-        if st.state != last:  # a change: one event
-            last = st.state
-            await stream.write(f"event: state\ndata: {json.dumps({'state': last})}\n\n".encode())
-        await anyio.sleep(1.0)  # the client paces its calls and pauses on a 429
+    async for state in request.app[CLIENT].watch(request.match_info["id"]):  # pooled polling
+        await stream.write(f"event: state\ndata: {json.dumps({'state': state})}\n\n".encode())
     await stream.write(f"event: result\ndata: {(await job(request)).text}\n\n".encode())
     return stream
 
@@ -53,8 +54,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 if __name__ == "__main__":  # python examples/web_backend.py [--port 8080]
     app = web.Application()
     app.cleanup_ctx.append(lifetime)
-    app.router.add_post("/generate", generate)
-    app.router.add_get("/jobs/{id}", job)
+    app.add_routes([web.post("/generate", generate), web.get("/jobs/{id}", job)])
     app.router.add_get("/jobs/{id}/events", events)
     port = int(sys.argv[sys.argv.index("--port") + 1]) if "--port" in sys.argv else 8080
     web.run_app(app, host="127.0.0.1", port=port, shutdown_timeout=5.0)  # streams get 5 s

@@ -302,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(leaf, CommandError | RunComfyError | OSError | ValueError):
             raise  # a bug: its traceback is what a report needs
         message = str(leaf)
-        if isinstance(leaf, OSError):
+        if isinstance(leaf, OSError) and not isinstance(leaf, RunComfyError):  # not our timeouts
             message = f"cannot use {leaf.filename or 'a file'}: {leaf.strerror or leaf}"
         secret = getattr(args, "api_key", None)
         if secret is not None and not args.simulate:  # defence in depth: the SDK never shows it

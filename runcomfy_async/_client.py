@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import time
+import weakref
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -29,7 +30,7 @@ from ._inputs import ModelInput, check_model_id, encode_inputs
 from ._items import BatchInput, Change
 from ._limiter import RateLimiter
 from ._policy import PollPolicy
-from ._poll import Scheduler, as_completed
+from ._poll import Scheduler, as_completed, watch
 from ._request import Request
 from ._retry import Clock, RetryPolicy, Sleep
 from ._service import Service, Work
@@ -102,6 +103,7 @@ class Client:
             rng=self._rng,
         )
         self._service = Service(self._scheduler.run, name="runcomfy-async-service")
+        self._batches: weakref.WeakSet[_Engine] = weakref.WeakSet()  # running map()s
         self._downloader: Downloader | None = None
         self._download_lock = anyio.Lock()
         limiter = None
@@ -128,6 +130,7 @@ class Client:
 
     async def __aenter__(self) -> Self:
         await self._transport.open()
+        self._service.open()
         return self
 
     async def __aexit__(
@@ -140,12 +143,20 @@ class Client:
 
     async def aclose(self) -> None:
         """Stop tracking, then close the session this client opened (a borrowed one stays
-        open). Waits still pending raise RunComfyError."""
-        await self._service.close()
-        downloader, self._downloader = self._downloader, None
-        if downloader is not None:
-            await downloader.__aexit__(None, None, None)
-        await self._transport.close()
+        open). Waits still pending raise RunComfyError. A batch still running gets an item
+        for every input it read (submits on the wire get the cancel grace to land), then
+        raises RunComfyError."""
+        try:
+            with anyio.CancelScope(shield=True):  # bounded by the cancel grace
+                async with anyio.create_task_group() as group:
+                    for engine in list(self._batches):
+                        group.start_soon(engine.interrupt)
+            await self._service.close()
+            downloader, self._downloader = self._downloader, None
+            if downloader is not None:
+                await downloader.__aexit__(None, None, None)
+        finally:
+            await self._transport.close()
 
     def _spawn(self, work: Work) -> None:
         """Run `work` in the client's background service, which close() ends and awaits."""
@@ -234,8 +245,20 @@ class Client:
         waiting task is cancelled while the request is queued, a bounded, shielded cancel is
         sent (`cancel_on_interrupt`, default from the client) and CancelledError propagates.
         """
+        deadline = None if timeout is None else self._clock() + timeout
+        return await self._wait(request, deadline, timeout, cancel_on_timeout, cancel_on_interrupt)
+
+    async def _wait(
+        self,
+        request: Request | str,
+        deadline: float | None,
+        timeout: float | None,
+        cancel_on_timeout: bool,
+        cancel_on_interrupt: bool | None,
+    ) -> Result:
+        """wait() up to a `deadline` on the client's clock; `timeout` is what the caller gave."""
         rid = _request_id(request)
-        tracker = self._tracker(request, timeout=timeout)
+        tracker = self._tracker(request, deadline=deadline)
         interrupt = (
             self._cancel_on_interrupt if cancel_on_interrupt is None else cancel_on_interrupt
         )
@@ -255,7 +278,7 @@ class Client:
             raise outcome
         return outcome  # type: ignore[return-value]
 
-    def _tracker(self, request: Request | str, *, timeout: float | None) -> Tracker:
+    def _tracker(self, request: Request | str, *, deadline: float | None) -> Tracker:
         rid = _request_id(request)
         if isinstance(request, Request) and request.submitted_at is not None:
             submitted_at: float | None = request.submitted_at
@@ -267,12 +290,15 @@ class Client:
             model_id=request.model_id if isinstance(request, Request) else None,
             submitted_at=submitted_at,
             fresh_until=None if submitted_at is None else submitted_at + grace,
-            deadline=None if timeout is None else self._clock() + timeout,
+            deadline=deadline,
         )
 
     def _track_request(self, tracker: Tracker) -> None:
         """Hand a request to the poller pool (started on first use)."""
         self._transport.check_open()
+        if self._service.closed:  # the client is closing: nobody would poll it
+            tracker.resolve(RunComfyError("the client was closed"))
+            return
         self._service.start()
         self._scheduler.track(tracker)
 
@@ -316,10 +342,9 @@ class Client:
         cancel_on_timeout: bool = False,
     ) -> Result:
         """Submit and wait: `timeout` (seconds) covers both. Raises as submit() and wait() do."""
-        started = self._clock()
+        deadline = None if timeout is None else self._clock() + timeout
         request = await self._submit(model, inputs)
-        left = None if timeout is None else max(0.0, timeout - (self._clock() - started))
-        return await self.wait(request, timeout=left, cancel_on_timeout=cancel_on_timeout)
+        return await self._wait(request, deadline, timeout, cancel_on_timeout, None)
 
     def map(
         self,
@@ -384,6 +409,19 @@ class Client:
         """
         return as_completed(self, requests, timeout=timeout)
 
+    def watch(
+        self, request: Request | str, *, timeout: float | None = None
+    ) -> AsyncIterator[State]:
+        """Yield the request's state each time it changes, ending with its terminal state.
+
+        The client's poller pool does the polling, so a thousand watchers cost no more than
+        a thousand waits. A failed or cancelled request ends the iteration (read why with
+        result()); a request that does not exist raises NotFoundError; after `timeout`
+        seconds WaitTimeoutError is raised. Leaving early (close it, e.g. with
+        `contextlib.aclosing`) stops the polling, not the request.
+        """
+        return watch(self, request, timeout=timeout)
+
     async def download(
         self,
         result: Result,
@@ -422,6 +460,29 @@ class Client:
             CallKind.CANCEL, "POST", f"/v1/requests/{quote(rid, safe='')}/cancel", _CANCEL
         )
         return _wire.cancel_from(body, rid)
+
+    async def cancel_many(
+        self, requests: Iterable[Request | str], *, timeout: float = 10.0
+    ) -> list[CancelOutcome]:
+        """Cancel many requests at once (e.g. a service's queue on shutdown): concurrently,
+        paced like every call, all within `timeout` seconds even if the caller is cancelled.
+
+        One outcome per request, in order. A cancel that failed or got no answer in time is
+        outcome `unknown` (`cancelled` False): reported, never raised.
+        """
+        rids = [_request_id(request) for request in requests]
+        outcomes: list[CancelOutcome | None] = [None] * len(rids)
+
+        async def one(index: int) -> None:
+            outcomes[index] = await cancel_quietly(self, rids[index], timeout)
+
+        async with anyio.create_task_group() as group:
+            for index in range(len(rids)):
+                group.start_soon(one, index)
+        return [
+            outcome or CancelOutcome(request_id=rid, cancelled=False, outcome="unknown")
+            for rid, outcome in zip(rids, outcomes, strict=True)
+        ]
 
     async def model_info(self, model_id: str) -> ModelInfo:
         """The catalog entry of a model: input schema, base price in USD and its unit."""

@@ -14,7 +14,7 @@
     │   ├── NotFoundError (LookupError)         404, 404001
     │   ├── BadRequestError                     400, 400001, 422 and other 4xx
     │   ├── RateLimitError                      429 (.retry_after)
-    │   └── ServerError                         5xx
+    │   └── ServerError                         5xx, 408: RunComfy could not answer (transient)
     ├── RequestFailedError                      the request ran and produced no output
     │   └── RequestCancelledError               the request was cancelled
     ├── WaitTimeoutError (TimeoutError)         wait()/run() deadline passed; the request lives on
@@ -158,7 +158,11 @@ class RateLimitError(APIError):
 
 
 class ServerError(APIError):
-    """RunComfy failed (HTTP 5xx)."""
+    """RunComfy could not answer: HTTP 5xx, or 408 (it timed out reading the call).
+
+    Transient: reads are retried and polling goes on; a submit that got one is an unknown
+    outcome (SubmissionUnknownError), since the job may exist.
+    """
 
 
 class RequestFailedError(RunComfyError):

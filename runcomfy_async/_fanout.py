@@ -14,6 +14,7 @@ import anyio
 
 from ._download import DownloadedFile
 from ._errors import (
+    DownloadError,
     InvalidInputError,
     RequestCancelledError,
     RequestFailedError,
@@ -136,7 +137,8 @@ class _Engine:
         self._resubmit_unknown = resubmit_unknown
         self._download_to = download_to
         self._template = name_template
-        self._fatal: RunComfyError | None = None
+        self._fatal: Exception | None = None  # ends the batch at once: raised by next()
+        self._cut: RunComfyError | None = None  # the client closed: raised after the items
         self._send, self._receive = anyio.create_memory_object_stream[Item](math.inf)
         self._live: dict[Tracker, Job] = {}
         self._reading = anyio.CancelScope()
@@ -158,8 +160,11 @@ class _Engine:
                     await self.aclose()
                 raise self._fatal from None
             self.closed = True  # every item was taken: nothing left to end
+            self.client._batches.discard(self)
             self._receive.close()
             self._close_journal()
+            if self._cut is not None:
+                raise self._cut from None
             raise StopAsyncIteration from None
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
@@ -172,6 +177,7 @@ class _Engine:
         if self.closed:
             return
         self.closed = True
+        self.client._batches.discard(self)
         self._reading.cancel()
         if not self.started:
             self._send.close()
@@ -219,6 +225,47 @@ class _Engine:
         if self._timeout is not None:
             self._deadline = self.client._clock() + self._timeout
         self.client._spawn(self._feed)
+        self.client._batches.add(self)
+
+    async def interrupt(self) -> None:
+        """The client is closing under this batch, whose consumer still reads: let the
+        submits on the wire land (within the cancel grace), cancel what is queued
+        (`cancel_on_exit`), give every input read an item, then end with RunComfyError."""
+        if self.closed or self._cut is not None:
+            return
+        self._cut = RunComfyError(
+            "the client was closed during the batch: inputs not read by then were not sent"
+        )
+        self._reading.cancel()
+        with anyio.move_on_after(self.client._track.cancel_grace):
+            await self._fed.wait()
+        leftover = list(self._live.items())
+        self._live.clear()
+        async with anyio.create_task_group() as group:
+            for tracker, job in leftover:
+                self.client._scheduler.forget(tracker)
+                group.start_soon(self._left_by_the_client, tracker.request_id, tracker.state, job)
+        # Submits still on the wire are cancelled with the client's service: see _run_one.
+
+    async def _left_by_the_client(self, rid: str, state: State | None, job: Job) -> None:
+        error: RunComfyError
+        if state in (None, State.IN_QUEUE) and self._cancel_on_exit:
+            outcome = await self._cancel(rid)
+            if outcome is not None and outcome.cancelled:
+                if self._journal is not None:  # it never ran: a rerun sends it again
+                    self._journal.rejected(str(job.key), "cancelled when the client closed")
+                error = RequestCancelledError(
+                    f"request {rid} was queued when the client closed: cancelled", request_id=rid
+                )
+                self._emit(job, error=error)
+                return
+        self.unfinished.append(rid)
+        where = state.value if state is not None else "submitted"
+        error = RunComfyError(
+            f"request {rid} was {where} when the client closed; it goes on "
+            "(a rerun with the same journal picks it up)"
+        )
+        self._emit(job, error=error)
 
     async def _feed(self) -> None:
         try:
@@ -256,6 +303,17 @@ class _Engine:
             return
         try:
             request = await self.client._post(model_id, body, value)
+        except anyio.get_cancelled_exc_class():  # the client closed with this submit out
+            unknown = SubmissionUnknownError(
+                f"input {job.index}: the client was closed while its submit was on the wire; "
+                "RunComfy may have created (and billed) a job: not resent",
+                model_id=model_id,
+                inputs=value,
+            )
+            if journal is not None:
+                journal.unknown(str(job.key), str(unknown))
+            self._emit(job, error=unknown)
+            raise
         except SubmissionUnknownError as exc:
             if journal is not None:
                 journal.unknown(str(job.key), str(exc))
@@ -330,7 +388,7 @@ class _Engine:
             self.client._spawn(lambda: self._abandon(request.request_id, None, job))
             return
         self._move(job, "submitted", None)
-        tracker = self.client._tracker(request, timeout=None)
+        tracker = self.client._tracker(request, deadline=None)
         tracker.deadline = self._deadline
         tracker.on_change = self._changed
         tracker.on_done = self._finished
@@ -382,6 +440,13 @@ class _Engine:
             files = await self.client.download(
                 result, self._download_to, key=str(job.key), template=self._template
             )
+        except anyio.get_cancelled_exc_class():  # the client closed mid-download
+            closed = DownloadError(
+                f"the outputs of request {result.request_id}",
+                "the client was closed before they were saved",
+            )
+            self._emit(job, result=result, error=closed, resumed=resumed)
+            raise
         except RunComfyError as exc:  # the request succeeded; its files did not arrive
             self._emit(job, result=result, error=exc, resumed=resumed)
             return
@@ -424,7 +489,7 @@ class _Engine:
         self._move(job, bucket, final)
         item = Item(job.index, job.key, job.input, job.request_id, result, error, resumed, files)
         self._emitted += 1
-        if not self.closed:
+        if not self.closed and self._fatal is None:  # else nobody takes it
             self._send.send_nowait(item)
         self._end_if_done()
 
@@ -432,8 +497,15 @@ class _Engine:
         if bucket is not None and bucket != job.bucket:
             self.progress.move(job.bucket, bucket)
             job.bucket = bucket
-        if self._on_change is not None:
+        if self._on_change is None or job.told == (job.request_id, state):
+            return  # one Change per change: a success seen on /status is not told twice
+        job.told = (job.request_id, state)
+        try:
             self._on_change(Change(job.index, job.key, job.request_id, state))
+        except Exception as exc:  # the caller's callback failed: end the batch with its error
+            if self._fatal is None:
+                self._fatal = exc
+                self._send.close()  # wake the consumer: next() raises it
 
     def _end_if_done(self) -> None:
         if self._fed.is_set() and self._emitted == self._reads:

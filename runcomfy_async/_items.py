@@ -80,9 +80,10 @@ BUCKET = {State.IN_QUEUE: "queued", State.IN_PROGRESS: "running"}
 class Job:
     """One input's bookkeeping inside a batch."""
 
-    __slots__ = ("bucket", "index", "input", "key", "request_id")
+    __slots__ = ("bucket", "index", "input", "key", "request_id", "told")
 
     def __init__(self, index: int, key: Hashable, value: Any) -> None:
         self.index, self.key, self.input = index, key, value
         self.request_id: str | None = None
         self.bucket: str | None = "pending"
+        self.told: tuple[str | None, State | None] | None = None  # the last Change sent

@@ -38,6 +38,18 @@ class PollPolicy:
     jitter: float = 0.1
 
     def __post_init__(self) -> None:
+        durations = (
+            "first_interval",
+            "max_interval",
+            "min_interval",
+            "max_dense_interval",
+            "backoff_per_second",
+            "seconds_per_queue_position",
+            "max_queue_interval",
+        )
+        for name in durations:  # an infinite interval would leave a request unpolled
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0")
         if not 0 < self.min_interval <= self.first_interval <= self.max_interval:
             raise ValueError("need 0 < min_interval <= first_interval <= max_interval")
         if not (self.growth >= 1 and 0 < self.latency_fraction <= 1):

@@ -183,22 +183,27 @@ class Scheduler:
     async def _work(self, receive: MemoryObjectReceiveStream[Tracker]) -> None:
         async with receive:
             async for tracker in receive:
-                if tracker.done:
-                    continue
-                if tracker.deadline is not None and self._clock() >= tracker.deadline:
-                    self._finish(tracker, EXPIRED, learn=False)
-                    continue
                 try:
-                    outcome = await poll_once(self._api, tracker, self._settings, self._clock)
+                    await self._poll(tracker)
                 except Exception as exc:  # a bug must not stop every other request's tracking
                     logger.exception("tracking request %s failed", tracker.request_id)
-                    outcome = RunComfyError(f"tracking failed: {exc!r}")
-                if tracker.done:
-                    continue  # forgotten while the poll was in flight
-                if outcome is None:
-                    self._reschedule(tracker)
-                else:
-                    self._finish(tracker, outcome)
+                    if not tracker.done:
+                        failure = RunComfyError(f"tracking failed: {exc!r}")
+                        self._finish(tracker, failure, learn=False)
+
+    async def _poll(self, tracker: Tracker) -> None:
+        if tracker.done:
+            return
+        if tracker.deadline is not None and self._clock() >= tracker.deadline:
+            self._finish(tracker, EXPIRED, learn=False)
+            return
+        outcome = await poll_once(self._api, tracker, self._settings, self._clock)
+        if tracker.done:
+            return  # forgotten while the poll was in flight
+        if outcome is None:
+            self._reschedule(tracker)
+        else:
+            self._finish(tracker, outcome)
 
 
 _COALESCE = 0.02  # seconds
@@ -212,7 +217,8 @@ async def as_completed(
 ) -> AsyncIterator[Result]:
     """Yield each request's Result as it finishes (see Client.as_completed)."""
     send, receive = anyio.create_memory_object_stream[Tracker](math.inf)
-    trackers = [client._tracker(request, timeout=timeout) for request in requests]
+    deadline = None if timeout is None else client._clock() + timeout
+    trackers = [client._tracker(request, deadline=deadline) for request in requests]
     for tracker in trackers:
         tracker.on_done = send.send_nowait
         client._track_request(tracker)
@@ -237,3 +243,31 @@ async def as_completed(
             client._scheduler.forget(tracker)
         send.close()
         receive.close()
+
+
+async def watch(
+    client: Client, request: Request | str, *, timeout: float | None
+) -> AsyncIterator[State]:
+    """Yield a request's state each time it changes (see Client.watch)."""
+    send, receive = anyio.create_memory_object_stream[State](math.inf)
+    deadline = None if timeout is None else client._clock() + timeout
+    tracker = client._tracker(request, deadline=deadline)
+    tracker.on_change = lambda _, state: send.send_nowait(state)
+    tracker.on_done = lambda _: send.close()
+    client._track_request(tracker)
+    try:
+        async for state in receive:
+            yield state
+    finally:
+        client._scheduler.forget(tracker)  # left early: stop polling (the request goes on)
+        send.close()
+        receive.close()
+    outcome = tracker.outcome
+    if outcome is EXPIRED:
+        raise WaitTimeoutError(
+            f"request {tracker.request_id} did not finish within {timeout} s; it goes on",
+            request_id=tracker.request_id,
+            timeout=timeout or 0.0,
+        )
+    if isinstance(outcome, RunComfyError) and not isinstance(outcome, RequestFailedError):
+        raise outcome  # e.g. NotFoundError: no such request

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import math
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -118,23 +119,70 @@ class RetryBudget:
 
 
 class Backpressure:
-    """A client-wide gate: after a 429, no call of this client is sent before the pause ends."""
+    """A client-wide gate: after a 429, no call of this client is sent before the pause ends.
 
-    def __init__(self, *, clock: Clock, sleep: Sleep, rng: random.Random) -> None:
+    Then the calls held meanwhile go out in a slow start, not all at once: one by one at
+    the rate this client sent calls before the 429 (at least `min_rate` per second), the
+    rate doubling every `doubling` seconds for `ramp` seconds. Every call passes the gate.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        sleep: Sleep,
+        rng: random.Random,
+        min_rate: float = 20.0,
+        doubling: float = 1.0,
+        ramp: float = 4.0,
+    ) -> None:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng
+        self._min_rate = min_rate
+        self._doubling = doubling
+        self._ramp = ramp
         self._not_before = -math.inf
+        self._sent: deque[float] = deque()  # this client's send times in the last second
+        self._rate = min_rate  # calls per second to restart at
+        self._next_slot = -math.inf
+        self._releasing = False
 
     def pause(self, seconds: float) -> None:
         """Hold every call for `seconds` from now (never shortens a pause already set)."""
-        self._not_before = max(self._not_before, self._clock() + seconds)
+        now = self._clock()
+        if not self._releasing:  # a new episode: restart at the pace calls went before it
+            self._forget_before(now - 1.0)
+            self._rate = max(self._min_rate, float(len(self._sent)))
+            self._releasing = True
+        if now + seconds > self._not_before:
+            self._not_before = self._next_slot = now + seconds
 
     @property
     def remaining(self) -> float:
         return max(0.0, self._not_before - self._clock())
 
     async def wait(self) -> None:
-        """Sleep until the pause ends, plus a little jitter so waiters spread out."""
-        while (left := self._not_before - self._clock()) > 0:
-            await self._sleep(left + self._rng.uniform(0.0, min(1.0, 0.1 * left)))
+        """Return when this call may be sent: at once, unless a pause holds or is releasing."""
+        while self._releasing:
+            now = self._clock()
+            if self._not_before > now:  # paused: sleep to its end, then take a slot
+                await self._sleep(self._not_before - now + self._rng.uniform(0, 1 / self._rate))
+                continue
+            since = now - self._not_before
+            if since >= self._ramp:  # the slow start is over
+                self._releasing = False
+                break
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + 1.0 / (self._rate * 2.0 ** (since / self._doubling))
+            if slot > now:
+                await self._sleep(slot - now)
+            if self._not_before <= self._clock():
+                break  # no new pause came while waiting: the slot is this call's
+        now = self._clock()
+        self._sent.append(now)
+        self._forget_before(now - 1.0)
+
+    def _forget_before(self, moment: float) -> None:
+        while self._sent and self._sent[0] < moment:
+            self._sent.popleft()

@@ -123,7 +123,10 @@ class Tracker:
             self.outcome = outcome
             self._done.set()
             if self.on_done is not None:
-                self.on_done(self)
+                try:
+                    self.on_done(self)
+                except Exception:
+                    logger.exception("the listener of request %s failed", self.request_id)
 
     async def wait(self) -> Outcome:
         """The outcome, once there is one."""
@@ -152,8 +155,21 @@ class Tracker:
         if state != previous:
             level = logging.DEBUG if state.is_known else logging.WARNING
             logger.log(level, "request %s is %s", self.request_id, state.value)
-            if self.on_change is not None:
+            self._tell(state)
+
+    def settled_as(self, state: State) -> None:
+        """Take the state /result gave (e.g. `succeeded` after `completed` on /status)."""
+        if state != self.state:
+            self.state = state
+            self._tell(state)
+
+    def _tell(self, state: State) -> None:
+        # A listener's bug is logged, never allowed to stop the poller that tells it.
+        if self.on_change is not None:
+            try:
                 self.on_change(self, state)
+            except Exception:
+                logger.exception("a state listener of request %s failed", self.request_id)
 
     def run_time(self) -> float | None:
         """Seconds the run took, as well as the polls can tell, once it is over."""
@@ -209,9 +225,7 @@ async def poll_once(
                     return None
                 logger.warning("request %s finished without output", rid)
                 return result
-            if tracker.state != result.state and tracker.on_change is not None:
-                tracker.state = result.state
-                tracker.on_change(tracker, result.state)
+            tracker.settled_as(result.state)
             return settle(result)
     except NotFoundError as exc:
         if tracker.fresh_until is None or clock() > tracker.fresh_until:

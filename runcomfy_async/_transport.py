@@ -73,7 +73,7 @@ _BY_STATUS: dict[int, type[APIError]] = {
     402: InsufficientBalanceError,
     403: PermissionDeniedError,
     404: NotFoundError,
-    408: APIError,
+    408: ServerError,
     422: BadRequestError,
     429: RateLimitError,
 }
@@ -250,8 +250,7 @@ class Transport:
             headers["Content-Type"] = "application/json"
         retry = 0
         while True:
-            if self.backpressure.remaining > 0:  # after a 429, every call waits its turn
-                await self.backpressure.wait()
+            await self.backpressure.wait()  # after a 429, every call waits its turn
             if self._limiter is not None:
                 await self._limiter.acquire()
             failure: RunComfyError

@@ -166,9 +166,10 @@ async def test_web_backend_serves_jobs_and_events_and_cancels_the_queue_on_shutd
         *changes, (last, result) = events
         assert last == "result"
         assert result["state"] == "succeeded"
+        assert changes[-1] == ("state", {"state": "succeeded"})  # the change that ended it
         for name, data in changes:
             assert name == "state"
-            assert data["state"] in ("in_queue", "in_progress")
+            assert data["state"] in ("in_queue", "in_progress", "completed", "succeeded")
         assert len({data["state"] for _, data in changes}) == len(changes)  # changes only
         urls = result["urls"]
         assert isinstance(urls, list)
@@ -178,6 +179,10 @@ async def test_web_backend_serves_jobs_and_events_and_cancels_the_queue_on_shutd
 
         async with http.get(f"{base}/jobs/{request_id}") as r:
             assert await r.json() == {"state": "succeeded", "urls": urls}
+        for path in ("jobs/no-such-job", "jobs/no-such-job/events"):  # unknown ids: 404
+            async with http.get(f"{base}/{path}") as r:
+                assert r.status == 404
+                assert await r.text() == "no such job"
 
         queued = []  # the simulated account runs 2 at a time: most of these wait
         for n in range(20):

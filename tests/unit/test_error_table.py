@@ -35,7 +35,7 @@ TABLE: list[tuple[int, int | str | None, type[rc.APIError]]] = [
     (402, None, rc.InsufficientBalanceError),
     (403, None, rc.PermissionDeniedError),
     (404, None, rc.NotFoundError),
-    (408, None, rc.APIError),
+    (408, None, rc.ServerError),
     (422, None, rc.BadRequestError),
     (429, None, rc.RateLimitError),
     # 5xx

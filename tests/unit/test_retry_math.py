@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import heapq
+import itertools
 import math
 import random
 from datetime import UTC, datetime, timedelta
@@ -225,11 +228,69 @@ async def test_backpressure_waits_at_least_the_pause() -> None:
     assert gate.remaining == 10.0
     started = t.now
     await gate.wait()
-    assert t.now - started >= 10.0
-    assert t.now - started <= 11.0  # the jitter is at most 1 s
+    assert 10.0 <= t.now - started <= 10.0 + 1 / 20  # jitter: one slot at 20 calls/s
     assert gate.remaining == 0.0
-    await gate.wait()  # the pause is over: no more sleeping
-    assert len(t.sleeps) == 1
+    await gate.wait()  # the pause is over; the slow start spaces calls by at most a slot
+    assert t.now - started <= 10.0 + 2 / 20
+    t.now += 4.0
+    sleeps = len(t.sleeps)
+    await gate.wait()  # the slow start is over: no more sleeping
+    assert len(t.sleeps) == sleeps
+
+
+class EventTime:
+    """Virtual time for many concurrent sleepers: the clock jumps to the earliest wake-up
+    once every task is asleep (VirtualTime's sleep serialises them instead)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self._due: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._order += 1
+        heapq.heappush(self._due, (self.now + max(0.0, seconds), self._order, future))
+        await future
+
+    async def run(self, tasks: list[asyncio.Task[None]]) -> None:
+        while not all(task.done() for task in tasks):
+            for _ in range(5):
+                await asyncio.sleep(0)  # let every runnable task reach its next sleep
+            if self._due:
+                self.now, _, future = heapq.heappop(self._due)
+                future.set_result(None)
+
+
+async def test_calls_held_by_a_pause_go_out_in_a_slow_start_at_the_earlier_pace() -> None:
+    t = EventTime()
+    gate = Backpressure(clock=t.clock, sleep=t.sleep, rng=random.Random(7))
+    for _ in range(100):  # the pace before the 429: 100 calls in the last second
+        t.now += 0.01
+        await gate.wait()
+    start = t.now
+    gate.pause(1.0)
+    wakes = []
+
+    async def held_call() -> None:
+        await gate.wait()
+        wakes.append(t.now - start)
+
+    await t.run([asyncio.ensure_future(held_call()) for _ in range(300)])  # piled up
+    wakes.sort()
+    assert wakes[0] >= 1.0
+    gaps = [b - a for a, b in itertools.pairwise(wakes)]
+    assert min(gaps) > 0  # one by one, never two at the same instant
+    # The first second of the release goes no faster than the rate doubling from 100/s.
+    assert sum(1 for w in wakes if w < 2.0) <= 100 * 2 / math.log(2) + 5
+    assert max(wakes) < 1.0 + 4.0  # and the slow start ends within its ramp
+    t.now += 10.0
+    before = t.now
+    await gate.wait()  # long after: no pacing any more
+    assert t.now == before
 
 
 async def test_backpressure_never_shortens_a_pause() -> None:
@@ -260,7 +321,7 @@ async def test_backpressure_wait_ends_after_the_longest_pause(
     for seconds in pauses:
         gate.pause(seconds)
     await gate.wait()
-    assert t.now >= start + max(pauses)
+    assert start + max(pauses) <= t.now <= start + max(pauses) + 5.0
     assert gate.remaining == 0.0
 
 

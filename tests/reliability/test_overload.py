@@ -1,0 +1,193 @@
+"""Overload: a total outage with 500 requests in flight, and 429 pauses, seen from the server.
+
+Every count and timestamp is the simulator's own call log (a process of its own, on the
+same monotonic clock as this one), so the client cannot flatter itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+import runcomfy_async as rc
+from runcomfy_async.simulator import FaultRule, ModelProfile, Simulator, SimulatorConfig
+from tests.reliability._support import WAN, SimProcess, peak_in_window
+
+N = 500
+OUTAGE = 2.0  # seconds of 100 % failure
+INTERVAL = 1.0  # seconds between polls of one request (jittered ±10 %)
+POLL = rc.PollPolicy(
+    first_interval=INTERVAL, max_dense_interval=INTERVAL, growth=1.0, min_samples=10**9
+)
+# Quick retries: without the budget, every failed poll would be 5 calls within ~0.3 s.
+RETRY = rc.RetryPolicy(max_attempts=5, base_backoff=0.05, max_backoff=0.2)
+
+
+@pytest.fixture
+def sim() -> Iterator[SimProcess]:
+    process = SimProcess("--time-scale", "0.8", "--queue-delay", "0", "--seed", "5")
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+async def spread_inputs() -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """N inputs fed over about a second, so polls are spread as in a real, steady batch."""
+    for i in range(N):
+        yield WAN, {"prompt": f"overload {i}"}
+        await asyncio.sleep(0.002)
+
+
+class Polls:
+    """Counts the polls the client starts (its status() and result() calls), with times."""
+
+    def __init__(self, client: rc.Client) -> None:
+        self.started: list[float] = []
+        for name in ("status", "result"):
+            real = getattr(client, name)
+
+            async def counted(request_id: str, _real: Any = real) -> Any:
+                self.started.append(time.monotonic())
+                return await _real(request_id)
+
+            setattr(client, name, counted)  # the poller pool calls the client's methods
+
+
+async def outage(
+    sim: SimProcess, rule: dict[str, Any], *, connections: int = 100
+) -> tuple[list[rc.Item], list[dict[str, Any]], Polls]:
+    """Run N inputs; once all are submitted and polled for a second, apply `rule` to every
+    call for OUTAGE seconds. The items, the simulator's call log, and the polls started."""
+    async with rc.Client(
+        "overload-key",
+        base_url=sim.url,
+        timeout=5.0,
+        poll=POLL,
+        retry=RETRY,
+        max_connections=connections,
+    ) as client:
+        polls = Polls(client)
+        batch = client.map(spread_inputs(), max_in_flight=N)
+        consumer = asyncio.ensure_future(_collect(batch))
+        while batch.progress.read < N or batch.progress.pending:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.5)  # steady polling first: the baseline
+        await asyncio.to_thread(sim.add_faults, rule)
+        await asyncio.sleep(OUTAGE)
+        await asyncio.to_thread(sim.clear_faults)
+        items = await asyncio.wait_for(consumer, 60)
+    return items, sim.ledger()["call_log"], polls
+
+
+async def _collect(batch: rc.Batch) -> list[rc.Item]:
+    return [item async for item in batch]
+
+
+def poll_times(log: list[dict[str, Any]], start: float, end: float) -> list[float]:
+    """When polls reached the simulator in [start, end): a poll is a status call, or a result
+    call not right behind its request's status call (that is the same poll going on)."""
+    last: dict[str, float] = {}
+    times = []
+    for call in sorted(log, key=lambda c: c["at"]):
+        if call["endpoint"] not in ("status", "result") or not start <= call["at"] < end:
+            continue
+        same_poll = (
+            call["endpoint"] == "result" and call["at"] - last.get(call["subject"], -1e9) < 0.1
+        )
+        last[call["subject"]] = call["at"]
+        if not same_poll:
+            times.append(call["at"])
+    return times
+
+
+async def test_an_outage_of_503s_stays_within_the_retry_budget_and_every_request_finishes(
+    sim: SimProcess,
+) -> None:
+    items, log, polls = await outage(sim, {"action": "status", "status_code": 503})
+    failed = [c["at"] for c in log if c["fault"] == "status"]
+    assert failed
+    began, ended = min(failed), max(failed)
+
+    # The bound, from the policies: during the outage each request starts at most one poll
+    # per interval (less its jitter), and retries come only out of the budget.
+    retries = RETRY.budget / RETRY.retry_cost
+    per_request = math.floor((ended - began) / (INTERVAL * (1 - POLL.jitter))) + 1
+    assert len(failed) <= N * per_request + retries
+    # Tighter, with the polls this client really started: everything beyond them is a
+    # retry, and retries stayed within the budget (a call already on the wire when the
+    # outage began is given 0.25 s of slack).
+    started = sum(1 for t in polls.started if began - 0.25 <= t <= ended)
+    assert len(failed) <= started + retries
+    assert len(failed) < 2 * started  # no storm: not even twice the calls the work needed
+
+    # After recovery every request finishes, as the simulator says it did.
+    assert len(items) == N
+    assert all(item.ok for item in items), [item.error for item in items if not item.ok][:3]
+    assert sum(1 for c in log if c["endpoint"] == "submit") == N
+
+    # No stampede: polls after the outage are no denser than the steady polling before it.
+    before = peak_in_window(poll_times(log, began - 1.0, began), 0.05)
+    after = peak_in_window(poll_times(log, ended, ended + 1.5), 0.05)
+    assert after <= max(2 * before, N // 8), (before, after)
+
+
+async def test_after_a_429_pause_the_held_polls_do_not_wake_together(sim: SimProcess) -> None:
+    rule = {"action": "status", "status_code": 429, "retry_after": 1}
+    items, log, _ = await outage(sim, rule)
+    limited = [c["at"] for c in log if c["fault"] == "status"]
+    assert all(item.ok for item in items)
+    began, ended = min(limited), max(limited)
+    before = peak_in_window(poll_times(log, began - 1.0, began), 0.05)
+    after = peak_in_window(poll_times(log, ended, ended + 1.5), 0.05)
+    assert after <= max(2 * before, N // 5), (before, after)
+
+
+# ------------------------------------------------------------------ Retry-After, both forms
+
+
+@pytest.fixture
+async def busy_sim() -> AsyncIterator[Simulator]:
+    config = SimulatorConfig(models={WAN: ModelProfile(run_time=(2.5, 2.5))}, queue_delay=0.0)
+    async with Simulator(config) as simulator:
+        yield simulator
+
+
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+async def test_a_429_holds_every_call_of_the_client_until_retry_after_then_spreads_them(
+    busy_sim: Simulator, form: str
+) -> None:
+    quick = rc.PollPolicy(first_interval=0.05, min_interval=0.02, max_dense_interval=0.1)
+    async with rc.Client("k", base_url=busy_sim.url, poll=quick, retry=RETRY) as client:
+        requests = [await client.submit(WAN, {"prompt": f"p{i}"}) for i in range(40)]
+        waits = [asyncio.ensure_future(r.wait(timeout=20)) for r in requests]
+        await asyncio.sleep(0.3)  # every request is being polled
+        date_until = None
+        if form == "seconds":
+            value: str | int = 1
+        else:  # HTTP dates have whole seconds: the second boundary after next
+            wall = time.time()
+            date = math.floor(wall) + 2
+            value = email.utils.formatdate(date, usegmt=True)
+            date_until = busy_sim.now() + (date - wall)
+        busy_sim.faults.add(FaultRule(action="status", status_code=429, retry_after=value, times=1))
+        await asyncio.gather(*waits)
+    log = busy_sim.ledger.call_log
+    limited = next(c for c in log if c.status_code == 429)
+    until = limited.at + 1.0 if date_until is None else date_until
+    # Calls already on the wire when the 429 came back land within moments of it; after
+    # that, no call of this client, for any request, goes out before Retry-After has passed.
+    held = [c for c in log if c.at > limited.at + 0.1]
+    assert held
+    assert min(c.at for c in held) >= until - 0.05, min(c.at for c in held) - until
+    # The whole client waited (every request's polls, not just the one that got the 429),
+    # and the calls held back do not all go out in the same instant.
+    assert len({c.subject for c in held if c.at < until + 0.5}) >= 20
+    first = sorted(c.at for c in held)[:20]
+    assert first[-1] - first[0] > 0.02
