@@ -11,6 +11,7 @@ async with rc.Client() as client:
 from . import models  # registers the typed inputs, so dict inputs to their ids are checked
 from ._client import Client
 from ._config import DEFAULT_BASE_URL, Timeouts
+from ._cost import CostEstimate, estimate_cost
 from ._download import DownloadedFile
 from ._errors import (
     APIError,
@@ -54,6 +55,7 @@ __all__ = [
     "Change",
     "Client",
     "ConfigurationError",
+    "CostEstimate",
     "DownloadError",
     "DownloadedFile",
     "InsufficientBalanceError",
@@ -84,5 +86,6 @@ __all__ = [
     "UnexpectedResponseError",
     "WaitTimeoutError",
     "__version__",
+    "estimate_cost",
     "models",
 ]

@@ -29,19 +29,17 @@ from ._cli_output import (
     warn,
 )
 from ._client import Client
+from ._cost import CostEstimate, estimate_cost
 from ._errors import RequestCancelledError, SubmissionUnknownError
 from ._inputs import encode_inputs
 from ._items import Item
 from ._wire import ModelInfo
 
-__all__ = ["InputFile", "estimate", "run_batch"]
+__all__ = ["InputFile", "run_batch"]
 
 OpenClient = Callable[[argparse.Namespace], AbstractAsyncContextManager[Client]]
 
 JSONL_SUFFIXES = frozenset({".jsonl", ".json", ".ndjson"})
-PER_OUTPUT_UNITS = frozenset({"image", "images", "output", "outputs", "request", "run", "video"})
-PER_SECOND_UNITS = frozenset({"second", "seconds", "sec", "s"})
-DEFAULT_DURATION = 5.0  # seconds a video model makes when `duration` is not set
 
 
 def _no_constants(name: str) -> Any:
@@ -127,25 +125,6 @@ def prompt_field(info: ModelInfo) -> str:
     return name
 
 
-def estimate(info: ModelInfo, count: int, seconds: float) -> float | None:
-    """USD the catalog price gives for `count` inputs (`seconds` of video in all), or None."""
-    unit = (info.price_unit or "").strip().lower()
-    if info.base_price_usd is None:
-        return None
-    if unit in PER_OUTPUT_UNITS:
-        return info.base_price_usd * count
-    if unit in PER_SECOND_UNITS:
-        return info.base_price_usd * seconds
-    return None
-
-
-def _seconds(inputs: dict[str, Any]) -> float:
-    value = inputs.get("duration")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return DEFAULT_DURATION
-
-
 def outcome(item: Item) -> str:
     """The summary's word for an item: succeeded, failed, cancelled or unknown."""
     if item.error is None:
@@ -222,14 +201,13 @@ def _prepare(source: Path, out: Path) -> Path:
     return out.resolve()
 
 
-def _budget(info: ModelInfo, count: int, seconds: float, max_cost: float | None) -> None:
+def _budget(estimate: CostEstimate, max_cost: float | None) -> None:
     """Print the catalog estimate; refuse (CommandError) above `max_cost` USD."""
-    cost = estimate(info, count, seconds)
-    unit = info.price_unit or "unit"
+    cost, count, unit = estimate.usd, estimate.inputs, estimate.unit or "unit"
     if cost is None:
         warn(f"{count} inputs; estimated cost unavailable (price unit {unit!r})")
     else:
-        price = usd(info.base_price_usd or 0.0)
+        price = usd(estimate.price_usd or 0.0)
         warn(f"{count} inputs; estimated cost {usd(cost)} ({price} per {unit})")
     if max_cost is None:
         return
@@ -252,14 +230,12 @@ async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: 
     async with open_client(args) as client:
         info = await client.model_info(args.model_id)
         source = InputFile.open(source_path, args.model_id, info)
-        count, seconds = 0, 0.0
-        for inputs in source.read(report=True):  # one pass to count and price; keeps nothing
-            count += 1
-            seconds += _seconds(inputs)
+        cost = estimate_cost(info, source.read(report=True))  # one pass; keeps nothing
+        count = cost.inputs
         if count == 0:
             raise CommandError(f"no inputs in {source_path} ({source.skipped} lines skipped)")
         skipped = source.skipped
-        _budget(info, count, seconds, args.max_cost)
+        _budget(cost, args.max_cost)
 
         tally, started = Tally(), time.monotonic()
         stop = anyio.CancelScope()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from runcomfy_async._cli_batch import InputFile, estimate
+from runcomfy_async._cli_batch import InputFile
 from runcomfy_async._wire import ModelInfo
 from tests.cli.conftest import CANARY, RUNWAY, WAN, SimProcess, manifest
 
@@ -250,16 +250,6 @@ def test_first_required_string_field_takes_the_lines(tmp_path: Path) -> None:
         path, "acme/speak", ModelInfo(model_id="acme/speak", input_schema=schema)
     )
     assert list(source.read(report=False)) == [{"text": "hello"}]
-
-
-@pytest.mark.parametrize(
-    ("unit", "expected"), [("image", 0.4), ("second", 2.8), ("per-token", None)]
-)
-def test_estimate_by_price_unit(unit: str, expected: float | None) -> None:
-    """10 inputs making 70 s of video in all, at $0.04 per unit."""
-    info = ModelInfo(model_id=WAN, base_price_usd=0.04, price_unit=unit)
-    found = estimate(info, 10, 70.0)
-    assert found == (None if expected is None else pytest.approx(expected))
 
 
 def test_a_file_that_is_no_journal_exits_2(cli: Any, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ PUBLIC_PRIVATE_MODULES = [
     "runcomfy_async._client",
     "runcomfy_async._request",
     "runcomfy_async._config",
+    "runcomfy_async._cost",
     "runcomfy_async._download",
     "runcomfy_async._errors",
     "runcomfy_async._fanout",
