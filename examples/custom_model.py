@@ -1,4 +1,4 @@
-"""A model with no typed input in the package: read its catalog entry, then send plain dicts.
+"""A model with no typed input in the package: dict inputs, checked against its catalog schema.
 
     python examples/custom_model.py [MODEL_ID GOOD_INPUTS_JSON BAD_INPUTS_JSON]
 
@@ -35,16 +35,18 @@ async def main(model_id: str, good: dict[str, Any], bad: dict[str, Any]) -> None
         info = await client.model_info(model_id)
         required = (info.input_schema or {}).get("required", [])
         print(f"{model_id}: requires {required}; {info.base_price_usd} USD per {info.price_unit}")
+        print(f"10 runs would cost about {rc.estimate_cost(info, [good] * 10).usd:.2f} USD")
         result = await client.run(model_id, good, timeout=900)
         print(f"ran: {result.output.urls if result.output else result.error}")
-        # Dict inputs are sent as they are: the SDK checks inputs before sending only for models
-        # it has a typed input for (checking the others against the catalog schema is issue
-        # #5), so it is RunComfy that refuses a bad value here, and nothing is queued.
         changed = {name: value for name, value in bad.items() if good.get(name) != value}
-        try:
-            request = await client.submit(model_id, bad)
+        try:  # dict inputs are checked against the catalog's input_schema before sending
+            await client.submit(model_id, bad)
+        except rc.InvalidInputError as exc:
+            print(f"{changed} refused before sending: {exc}")
+        try:  # validate=False leaves the checking to RunComfy, which refuses it too
+            request = await client.submit(model_id, bad, validate=False)
         except rc.BadRequestError as exc:
-            print(f"{changed} refused: HTTP {exc.status_code}: {exc.message}")
+            print(f"{changed} refused by RunComfy: HTTP {exc.status_code}: {exc.message}")
         else:
             print(f"{changed} accepted as {request.request_id}; cancelling it")
             await request.cancel()

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -100,11 +101,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--resubmit-unknown", action="store_true", help="resend submits of unknown outcome"
     )
     batch.add_argument("--timeout", type=_positive_float, metavar="S", help="for the batch")
+    batch.add_argument(
+        "--no-preflight",
+        dest="preflight",
+        action="store_false",
+        help="skip fetching file inputs' headers to check the model's media rules first",
+    )
     models = add("models", help="model catalog").add_subparsers(
         dest="models_command", metavar="COMMAND", required=True
     )
     info = models.add_parser("info", parents=[common, as_json], help="input schema and price")
     info.add_argument("model_id", metavar="MODEL_ID")
+    codegen = models.add_parser(
+        "codegen", parents=[common], help="write a typed input class from the catalog schema"
+    )
+    codegen.add_argument("model_id", metavar="MODEL_ID")
+    codegen.add_argument("-o", "--out", metavar="FILE", help="default: print it")
+    codegen.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    codegen.add_argument("--class-name", metavar="NAME", help="default: from the model id")
     add(
         "simulator",
         help="serve a local RunComfy simulator: `runcomfy simulator --help` lists its options",
@@ -248,10 +262,26 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
     return answer(args, msgspec.to_builtins(outcome), outcome.outcome)
 
 
-async def cmd_models_info(args: argparse.Namespace) -> int:
+async def cmd_models(args: argparse.Namespace) -> int:
     async with open_client(args) as client:
         info = await client.model_info(args.model_id)
-    return answer(args, msgspec.to_builtins(info), describe_model(info))
+    if args.models_command == "info":
+        return answer(args, msgspec.to_builtins(info), describe_model(info))
+    from ._codegen import generate_model_module, write_model_module
+
+    try:
+        source = generate_model_module(info, class_name=args.class_name, in_package=False)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if args.out is None:
+        sys.stdout.write(source)
+        return 0
+    try:
+        write_model_module(source, Path(args.out), overwrite=args.force)
+    except FileExistsError:
+        raise CommandError(f"{args.out} exists: pass --force to replace it") from None
+    print(f"wrote {args.out}")
+    return 0
 
 
 async def cmd_batch(args: argparse.Namespace) -> int:
@@ -267,7 +297,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "result": cmd_result,
     "cancel": cmd_cancel,
     "batch": cmd_batch,
-    "models": cmd_models_info,
+    "models": cmd_models,
 }
 
 #: Commands that name an earlier request (nothing to find under --simulate).

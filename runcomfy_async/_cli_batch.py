@@ -247,6 +247,7 @@ async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: 
             journal=journal,
             resubmit_unknown=args.resubmit_unknown,
             download_to=out,
+            preflight=args.preflight,
         )
         display = ProgressDisplay.for_stderr(count, tally)
         with manifest.open("w", encoding="utf-8") as sink, _sigint(interrupts):

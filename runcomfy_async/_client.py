@@ -22,6 +22,7 @@ import anyio
 import msgspec
 
 from . import _wire
+from ._checks import InputChecks
 from ._config import Timeouts, environ, is_loopback, resolve_api_key, resolve_base_url
 from ._download import DownloadedFile, Downloader, download_result
 from ._errors import ConfigurationError, ResultNotReadyError, RunComfyError, WaitTimeoutError
@@ -31,6 +32,7 @@ from ._items import BatchInput, Change
 from ._limiter import RateLimiter
 from ._policy import PollPolicy
 from ._poll import Scheduler, as_completed, watch
+from ._preflight import Preflight
 from ._request import Request
 from ._retry import Clock, RetryPolicy, Sleep
 from ._service import Service, Work
@@ -74,6 +76,8 @@ class Client:
         max_calls_per_second: float | None = None,
         session: aiohttp.ClientSession | None = None,
         cancel_on_interrupt: bool = True,
+        validate: bool = True,
+        preflight: bool = False,
         not_found_grace: float = 15.0,
         cancel_grace: float = 5.0,
         sleep: Sleep | None = None,
@@ -91,6 +95,12 @@ class Client:
         self._clock: Clock = clock or time.monotonic
         self._rng = rng or random.Random()
         self._cancel_on_interrupt = cancel_on_interrupt
+        self._validate, self._preflight = validate, preflight
+        self._checks = InputChecks(
+            self.model_info,
+            self._clock,
+            allow_loopback=is_loopback(urlsplit(self.base_url).hostname or ""),
+        )
         self._track = TrackSettings(not_found_grace=not_found_grace, cancel_grace=cancel_grace)
         self._recent: dict[str, float] = {}  # request_id -> clock time it was submitted
         self._scheduler = Scheduler(
@@ -166,24 +176,72 @@ class Client:
     # ------------------------------------------------------------------ the API
 
     @overload
-    async def submit(self, model: ModelInput, /) -> Request: ...
+    async def submit(
+        self, model: ModelInput, /, *, validate: bool | None = ..., preflight: bool | None = ...
+    ) -> Request: ...
     @overload
-    async def submit(self, model: str, inputs: Mapping[str, Any], /) -> Request: ...
+    async def submit(
+        self,
+        model: str,
+        inputs: Mapping[str, Any],
+        /,
+        *,
+        validate: bool | None = ...,
+        preflight: bool | None = ...,
+    ) -> Request: ...
 
     async def submit(
-        self, model: ModelInput | str, inputs: Mapping[str, Any] | None = None, /
+        self,
+        model: ModelInput | str,
+        inputs: Mapping[str, Any] | None = None,
+        /,
+        *,
+        validate: bool | None = None,
+        preflight: bool | None = None,
     ) -> Request:
         """Queue one request and return its handle at once.
 
         Inputs are checked before anything is sent (InvalidInputError). If the call fails
         after its bytes may have reached RunComfy, SubmissionUnknownError is raised and the
         submit is never resent: a second send could create, and bill, a second job.
-        """
-        return await self._submit(model, inputs)
 
-    async def _submit(self, model: ModelInput | str, inputs: Mapping[str, Any] | None) -> Request:
+        Dict inputs of a model without a typed input are checked against its catalog
+        schema (fetched once per client; `validate=False` skips it). With `preflight=True`
+        (default: the client's), file inputs are fetched in part and checked against the
+        model's media rules (size, dimensions, aspect ratio, kind): PreflightError.
+        """
+        return await self._submit(model, inputs, validate, preflight)
+
+    async def _submit(
+        self,
+        model: ModelInput | str,
+        inputs: Mapping[str, Any] | None,
+        validate: bool | None = None,
+        preflight: bool | None = None,
+    ) -> Request:
         model_id, body = encode_inputs(model, inputs)
+        await self._check(model_id, body, validate, preflight)
         return await self._post(model_id, body, model if inputs is None else inputs)
+
+    async def _check(
+        self, model_id: str, body: bytes, validate: bool | None, preflight: bool | Preflight | None
+    ) -> None:
+        """The checks before a submit; `preflight` may be a batch's own (its cache)."""
+        validate = self._validate if validate is None else validate
+        preflight = self._preflight if preflight is None else preflight
+        if isinstance(preflight, Preflight):
+            await self._checks.check(model_id, body, validate=validate, preflight=preflight)
+        elif preflight:
+            async with await self._preflighter() as checker:
+                await self._checks.check(model_id, body, validate=validate, preflight=checker)
+        else:
+            await self._checks.check(model_id, body, validate=validate, preflight=None)
+
+    async def _preflighter(self) -> Preflight:
+        """A media pre-flight checker on the client's download session (no key, no cookies);
+        it measures each URL once, so use one per batch."""
+        downloader = await self._downloads()
+        return Preflight(allow_loopback=downloader.allow_loopback, downloader=downloader)
 
     async def _post(self, model_id: str, body: bytes, original: object) -> Request:
         """Send one checked submit; `original` is what SubmissionUnknownError carries."""
@@ -359,6 +417,8 @@ class Client:
         resubmit_unknown: bool = False,
         download_to: str | os.PathLike[str] | None = None,
         name_template: str = "{key}-{n}.{ext}",
+        validate: bool | None = None,
+        preflight: bool | None = None,
     ) -> Batch:
         """Run every input and yield an Item per input, in completion order.
 
@@ -381,6 +441,10 @@ class Client:
         With `download_to` (a directory), each success's outputs are downloaded as it
         arrives, before its item is yielded (`item.files`; see download()), and recorded with
         size and sha256 in the journal; a rerun downloads what an interrupted run had not.
+
+        `validate` and `preflight` are as for submit(); a batch's pre-flight measures each
+        file URL once, however many inputs name it. An input they refuse is an item with
+        its InvalidInputError (or PreflightError), and costs nothing.
         """
         return Batch(
             _Engine(
@@ -395,6 +459,8 @@ class Client:
                 resubmit_unknown=resubmit_unknown,
                 download_to=download_to,
                 name_template=name_template,
+                validate=validate,
+                preflight=preflight,
             )
         )
 

@@ -38,7 +38,7 @@ __all__ = ["DownloadedFile"]  # Downloader is reached through Client.download()
 
 CHUNK = 256 * 1024  # bytes written to disk per worker-thread call
 MAX_STEM = 120  # characters of a generated file name before its extension
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _EXT_BY_TYPE = {
     "image/png": "png",
     "image/jpeg": "jpg",
@@ -222,7 +222,7 @@ def redact(url: str) -> str:
     return re.sub(r"[?#].*", "", url, flags=re.S)
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """Internal: a download refused for `reason`; fetch turns it into DownloadError."""
 
     def __init__(self, reason: str) -> None:
@@ -230,7 +230,7 @@ class _Refused(Exception):
         self.reason = reason
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
         exc.os_error, BlockedAddressError
     ):
@@ -328,27 +328,27 @@ class Downloader:
         try:
             with anyio.fail_after(self.timeout):
                 return await self._fetch(session, url, Path(dest_dir), name, overwrite)
-        except _Refused as exc:
+        except Refused as exc:
             raise DownloadError(safe, exc.reason) from exc.__cause__
         except TimeoutError as exc:  # before ClientError: ServerTimeoutError is both
             raise DownloadError(safe, f"timed out after {self.timeout} s") from exc
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            raise DownloadError(safe, _describe(exc)) from exc
+            raise DownloadError(safe, describe(exc)) from exc
 
     async def _fetch(
         self, session: aiohttp.ClientSession, url: str, dest: Path, name: str, overwrite: bool
     ) -> DownloadedFile:
         stem = sanitize(name)[:MAX_STEM]
         if not stem:
-            raise _Refused(f"the file name {name!r} is empty once sanitised")
+            raise Refused(f"the file name {name!r} is empty once sanitised")
         try:
             first = current = URL(url)
         except (ValueError, TypeError) as exc:
-            raise _Refused("not a valid URL") from exc
+            raise Refused("not a valid URL") from exc
         for hop in range(self.max_redirects + 1):
             reason = url_refusal(current, allow_loopback=self.allow_loopback)
             if reason is not None:
-                raise _Refused(
+                raise Refused(
                     reason if hop == 0 else f"redirect to {redact(str(current))}: {reason}"
                 )
             try:
@@ -356,19 +356,19 @@ class Downloader:
             except aiohttp.ClientConnectorError as exc:
                 if hop == 0:
                     raise
-                raise _Refused(f"redirect to {redact(str(current))}: {_describe(exc)}") from exc
+                raise Refused(f"redirect to {redact(str(current))}: {describe(exc)}") from exc
             async with response:
-                if response.status in _REDIRECTS:
+                if response.status in REDIRECTS:
                     location = response.headers.get("Location")
                     if not location:
-                        raise _Refused(f"HTTP {response.status} redirect without a Location")
+                        raise Refused(f"HTTP {response.status} redirect without a Location")
                     current = response.url.join(URL(location))
                     continue
                 if response.status != 200:
-                    raise _Refused(f"HTTP {response.status}")
+                    raise Refused(f"HTTP {response.status}")
                 saved = await self._save(response, dest, stem, overwrite, (current, first))
                 return DownloadedFile(url, dest / saved[0], *saved[1:])
-        raise _Refused(f"more than {self.max_redirects} redirects")
+        raise Refused(f"more than {self.max_redirects} redirects")
 
     async def _save(
         self,
@@ -382,7 +382,7 @@ class Downloader:
         filename = f"{stem}.{extension(content_type, *(u.path for u in urls))}"
         length = response.content_length
         if length is not None and length > self.max_bytes:
-            raise _Refused(f"Content-Length {length} exceeds max_bytes {self.max_bytes}")
+            raise Refused(f"Content-Length {length} exceeds max_bytes {self.max_bytes}")
         # Compare with Content-Length only when aiohttp did not decompress the body.
         exact = response.headers.get("Content-Encoding", "identity").lower() == "identity"
         # Shielded: a cancel must not lose the open file, or it could never be removed.
@@ -393,9 +393,9 @@ class Downloader:
             async for chunk in response.content.iter_chunked(CHUNK):
                 total += len(chunk)
                 if total > self.max_bytes:
-                    raise _Refused(f"body exceeds max_bytes {self.max_bytes}")
+                    raise Refused(f"body exceeds max_bytes {self.max_bytes}")
                 if exact and length is not None and total > length:
-                    raise _Refused(f"body is longer than its Content-Length {length}")
+                    raise Refused(f"body is longer than its Content-Length {length}")
                 buffer += chunk
                 if len(buffer) >= CHUNK:
                     await anyio.to_thread.run_sync(sink.write, bytes(buffer))
@@ -403,7 +403,7 @@ class Downloader:
             if buffer:
                 await anyio.to_thread.run_sync(sink.write, bytes(buffer))
             if exact and length is not None and total != length:
-                raise _Refused(f"body cut short: {total} of {length} bytes")
+                raise Refused(f"body cut short: {total} of {length} bytes")
             await anyio.to_thread.run_sync(sink.finish)
             digest = sink.hash.hexdigest()
             await anyio.to_thread.run_sync(_place, temp, target, digest, total, overwrite)
@@ -421,7 +421,7 @@ def _open_temp(dest: Path, stem: str, filename: str) -> tuple[Path, Path, _Sink]
     real = Path(os.path.realpath(dest))  # `dest` may be a symlink: the user chose it
     target = real / filename
     if target.parent != real or filename in (".", ".."):
-        raise _Refused(f"{filename!r} would land outside {dest}")
+        raise Refused(f"{filename!r} would land outside {dest}")
     temp = real / f".{stem}.{secrets.token_hex(6)}.part"
     return target, temp, _Sink(os.fdopen(os.open(temp, _OPEN_FLAGS, 0o666), "wb"))
 
@@ -474,11 +474,11 @@ def _check_existing(target: Path, digest: str | None, size: int) -> os.stat_resu
     except FileNotFoundError:
         return None
     if stat.S_ISLNK(st.st_mode):
-        raise _Refused(f"a symbolic link is at {target.name}; it is not followed")
+        raise Refused(f"a symbolic link is at {target.name}; it is not followed")
     if not stat.S_ISREG(st.st_mode):
-        raise _Refused(f"{target.name} exists and is not a regular file")
+        raise Refused(f"{target.name} exists and is not a regular file")
     if digest is not None and (st.st_size != size or _sha256_of(target) != digest):
-        raise _Refused(f"a different {target.name} exists; pass overwrite=True to replace it")
+        raise Refused(f"a different {target.name} exists; pass overwrite=True to replace it")
     return st
 
 

@@ -3,6 +3,7 @@
     RunComfyError
     ├── ConfigurationError (ValueError)         bad key, base URL or option
     ├── InvalidInputError (ValueError)          inputs rejected before any call was made
+    │   └── PreflightError                      a file input broke the model's media rules
     ├── TransportError                          the call failed on the network
     │   └── TransportTimeoutError (TimeoutError)
     ├── SubmissionUnknownError                  a submit may have reached RunComfy: never resent
@@ -25,6 +26,7 @@ Messages never contain the API key.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "InvalidInputError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PreflightError",
     "RateLimitError",
     "RequestCancelledError",
     "RequestFailedError",
@@ -73,6 +76,28 @@ class InvalidInputError(RunComfyError, ValueError):
         super().__init__(message)
         self.model_id = model_id
         self.field = field
+
+
+class PreflightError(InvalidInputError):
+    """File inputs broke the model's media rules or could not be fetched; nothing was submitted.
+
+    `problems` has one line per failure, each starting with the input's name; `field` is the
+    first failing input.
+    """
+
+    def __init__(
+        self, problems: Sequence[str], *, model_id: str | None = None, field: str | None = None
+    ) -> None:
+        self.problems = tuple(problems)
+        if len(self.problems) == 1:
+            message = self.problems[0]
+        else:
+            lines = "".join(f"\n  - {line}" for line in self.problems)
+            message = f"pre-flight found {len(self.problems)} problems with file inputs:{lines}"
+        super().__init__(message, model_id=model_id, field=field)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problems,), {"model_id": self.model_id, "field": self.field})
 
 
 class TransportError(RunComfyError):

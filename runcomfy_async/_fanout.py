@@ -33,6 +33,7 @@ from ._journal import (
     recorded_files,
     stable_key,
 )
+from ._preflight import Preflight
 from ._request import Request
 from ._track import EXPIRED, Tracker, cancel_quietly
 from ._wire import Output, Result, State
@@ -119,6 +120,8 @@ class _Engine:
         resubmit_unknown: bool = False,
         download_to: str | os.PathLike[str] | None = None,
         name_template: str = "{key}-{n}.{ext}",
+        validate: bool | None = None,
+        preflight: bool | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -137,6 +140,10 @@ class _Engine:
         self._resubmit_unknown = resubmit_unknown
         self._download_to = download_to
         self._template = name_template
+        self._validate = validate
+        self._preflight = client._preflight if preflight is None else preflight
+        self._checker: Preflight | None = None  # the batch's own: each URL measured once
+        self._checker_lock = anyio.Lock()
         self._fatal: Exception | None = None  # ends the batch at once: raised by next()
         self._cut: RunComfyError | None = None  # the client closed: raised after the items
         self._send, self._receive = anyio.create_memory_object_stream[Item](math.inf)
@@ -301,6 +308,18 @@ class _Engine:
         journal = self._journal
         if journal is not None and not self._resume(job, journal, model_id, body):
             return
+        try:  # schema and media checks: a refusal costs nothing, and a rerun checks again
+            await self.client._check(model_id, body, self._validate, await self._checker_())
+        except anyio.get_cancelled_exc_class():  # the client closed before this was sent
+            if journal is not None:
+                journal.rejected(str(job.key), "not sent: the client was closed")
+            self._emit(job, error=RunComfyError(f"input {job.index}: not sent, client closed"))
+            raise
+        except RunComfyError as exc:
+            if journal is not None:
+                journal.rejected(str(job.key), str(exc))
+            self._emit(job, error=exc)
+            return
         try:
             request = await self.client._post(model_id, body, value)
         except anyio.get_cancelled_exc_class():  # the client closed with this submit out
@@ -327,6 +346,14 @@ class _Engine:
         if journal is not None:
             journal.tracked(str(job.key), request.request_id)
         self._follow(job, request)
+
+    async def _checker_(self) -> Preflight | bool:
+        if not self._preflight:
+            return False
+        async with self._checker_lock:
+            if self._checker is None:
+                self._checker = await self.client._preflighter()
+            return self._checker
 
     def _resume(self, job: Job, journal: Journal, model_id: str, body: bytes) -> bool:
         """Settle `job` from the journal; True when it is to be submitted now."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import aioresponses.core
@@ -55,3 +56,15 @@ def vt() -> VirtualTime:
 def _no_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("RUNCOMFY_API_KEY", "RUNCOMFY_API_TOKEN", "RUNCOMFY_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _typed_inputs_registry() -> Iterator[None]:
+    """Classes a test defines or loads (generated ones too) register their model ids with the
+    package, and would check other tests' dict inputs: each test gets the registry back."""
+    from runcomfy_async import _inputs
+
+    saved = dict(_inputs._TYPED)
+    yield
+    _inputs._TYPED.clear()
+    _inputs._TYPED.update(saved)

@@ -8,12 +8,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._catalog_extra import EXTRA_MODELS
 from ._config import RUNWAY_IMAGE_TO_VIDEO, WAN_TEXT_TO_IMAGE, ModelProfile
 from ._seeds import OUTPUT_SCHEMA, RUNWAY_INPUT_SCHEMA, WAN_INPUT_SCHEMA
 
 _SEEDS: dict[str, tuple[str, dict[str, Any]]] = {
     WAN_TEXT_TO_IMAGE: ("Wan 2.2 Text to Image", WAN_INPUT_SCHEMA),
     RUNWAY_IMAGE_TO_VIDEO: ("Runway Gen-3 Alpha Turbo Image to Video", RUNWAY_INPUT_SCHEMA),
+    **{model_id: (extra.name, extra.input_schema) for model_id, extra in EXTRA_MODELS.items()},
 }
 _ANY_OBJECT: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": True}
 _URI_FORMATS = frozenset({"uri", "image_uri", "image_uris", "video_uri", "video_uris", "audio_uri"})
@@ -104,6 +106,14 @@ def validate(schema: Mapping[str, Any], inputs: object) -> list[tuple[str, str]]
 
 def _check(spec: Mapping[str, Any], value: object) -> str | None:
     kind = spec.get("type")
+    if value is None and (
+        spec.get("nullable") is True
+        or ("default" in spec and spec["default"] is None)
+        or (isinstance(kind, list) and "null" in kind)
+    ):
+        return None
+    if isinstance(kind, list):  # ["string", "null"]: checked as its one non-null type
+        kind = next((k for k in kind if k != "null"), None)
     accepted = _TYPES.get(kind) if isinstance(kind, str) else None
     if accepted is not None and (
         not isinstance(value, accepted) or (isinstance(value, bool) and kind != "boolean")
@@ -125,6 +135,30 @@ def _check(spec: Mapping[str, Any], value: object) -> str | None:
             return f"must be >= {spec['minimum']}"
         if "maximum" in spec and value > spec["maximum"]:
             return f"must be <= {spec['maximum']}"
+        if "exclusiveMinimum" in spec and value <= spec["exclusiveMinimum"]:
+            return f"must be > {spec['exclusiveMinimum']}"
+        if "exclusiveMaximum" in spec and value >= spec["exclusiveMaximum"]:
+            return f"must be < {spec['exclusiveMaximum']}"
+    if isinstance(value, list):
+        return _check_items(spec, value)
+    if isinstance(value, dict) and "properties" in spec:
+        errors = validate(spec, value)
+        return f"{errors[0][0]}: {errors[0][1]}" if errors else None
+    return None
+
+
+def _check_items(spec: Mapping[str, Any], value: list[Any]) -> str | None:
+    if "minItems" in spec and len(value) < spec["minItems"]:
+        return f"must have at least {spec['minItems']} items"
+    if "maxItems" in spec and len(value) > spec["maxItems"]:
+        return f"must have at most {spec['maxItems']} items"
+    items: Mapping[str, Any] = spec.get("items", {})
+    if spec.get("format") in _URI_FORMATS:  # image_uris: each item is a file
+        items = {**items, "format": "uri", "validations": spec.get("validations", [])}
+    for index, item in enumerate(value):
+        message = _check(items, item)
+        if message is not None:
+            return f"item {index}: {message}"
     return None
 
 
@@ -146,10 +180,10 @@ def _check_file(spec: Mapping[str, Any], value: str) -> str | None:
     for rule in spec.get("validations", ()):
         name = str(rule.get("validation_rule", ""))
         limit = rule.get("validation_value")
-        measured = measures.get(name[:-1])
+        measured = measures.get(name.rstrip("<>="))
         if measured is None or not isinstance(limit, int | float):
             continue
-        broken = measured > limit if name.endswith("<") else measured < limit
+        broken = measured > limit if "<" in name else measured < limit
         if broken:
             return str(rule.get("validation_error") or f"breaks {name} {limit}")
     return None

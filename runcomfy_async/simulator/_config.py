@@ -61,12 +61,21 @@ class ModelProfile:
             raise ValueError(f"price must be >= 0, got {self.price}")
 
 
-def default_models() -> dict[str, ModelProfile]:
+def seed_models() -> dict[str, ModelProfile]:
     """The two seed models with realistic run times (seconds, before scaling)."""
     return {
         WAN_TEXT_TO_IMAGE: ModelProfile(run_time=(2.0, 6.0), price=0.04),
         RUNWAY_IMAGE_TO_VIDEO: ModelProfile(run_time=(10.0, 30.0), price=0.05),
     }
+
+
+def default_models() -> dict[str, ModelProfile]:
+    """The simulator's catalog: the seed models, then seven more whose schemas use what
+    RunComfy's catalog does (floats, nullable defaults, image/video/audio URIs and lists of
+    them, LoRA arrays of objects, nested objects, media `validations`)."""
+    from ._catalog_extra import EXTRA_MODELS  # it builds on this module's ModelProfile
+
+    return {**seed_models(), **{mid: model.profile for mid, model in EXTRA_MODELS.items()}}
 
 
 @dataclass(frozen=True, slots=True)

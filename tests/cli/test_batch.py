@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import inspect
 import io
 import json
 import re
+import struct
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -260,3 +263,35 @@ def test_a_file_that_is_no_journal_exits_2(cli: Any, tmp_path: Path) -> None:
     assert done.code == 2
     assert done.err.strip().splitlines()[-1].startswith("runcomfy: error: ")
     assert "journal" in done.err.strip().splitlines()[-1]
+
+
+def png_data_uri(width: int, height: int) -> str:
+    """A PNG of that size, as far as its header goes (all a pre-flight reads)."""
+    chunk = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    head = (
+        b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    )
+    return "data:image/png;base64," + base64.b64encode(head).decode()
+
+
+@pytest.mark.parametrize("preflight", [True, False], ids=["preflight", "no-preflight"])
+def test_batch_checks_file_inputs_before_paying_unless_told_not_to(
+    cli: Any, tmp_path: Path, preflight: bool
+) -> None:
+    inputs = write(
+        tmp_path / "v.jsonl",
+        json.dumps({"promptText": "fits", "promptImage": png_data_uri(1280, 768)}),
+        json.dumps({"promptText": "too wide", "promptImage": png_data_uri(9000, 4600)}),
+    )
+    flags = [] if preflight else ["--no-preflight"]
+    done = cli("batch", RUNWAY, inputs, "--out", tmp_path / "o", "--simulate", *flags)
+    assert done.code == 1
+    assert "2 inputs: 1 succeeded, 1 failed" in done.out
+    rows = {row["input"]["promptText"]: row for row in manifest(tmp_path / "o")}
+    error = rows["too wide"]["error"]
+    assert rows["fits"]["state"] == "succeeded"
+    if preflight:  # refused before the submit, with the model's own rule text
+        assert "promptImage: image is 9000 px wide; rule width_pixels < 8000" in error
+        assert rows["too wide"]["request_id"] is None
+    else:  # sent, and refused by RunComfy's own check
+        assert "invalid inputs" in error

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +242,29 @@ def test_as_a_process_run_prints_urls_and_never_the_key(sim: SimProcess, key_fil
     assert out == ""
     assert err.count("\n") == 1
     assert "Traceback" not in err
+
+
+def test_models_codegen_writes_a_typed_input_that_checks_what_the_schema_says(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "runway_input.py"
+    done = cli("models", "codegen", RUNWAY, "--simulate", "-o", target, "--class-name", "Runway")
+    assert done.code == 0, done.err
+    assert f"wrote {target}" in done.out
+    spec = importlib.util.spec_from_file_location("runway_input", target)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "runway_input", module)  # msgspec resolves through it
+    spec.loader.exec_module(module)
+    runway = module.Runway
+    good = runway(prompt_text="waves", prompt_image="https://example.com/a.png", duration=10)
+    assert good.validate() is good
+    with pytest.raises(rc.InvalidInputError, match="duration"):
+        runway(prompt_text="waves", prompt_image="https://example.com/a.png", duration=7).validate()
+    again = cli("models", "codegen", RUNWAY, "--simulate", "-o", target)
+    assert again.code == 2
+    assert "exists: pass --force" in again.err
+    printed = cli("models", "codegen", RUNWAY, "--simulate")
+    assert printed.code == 0
+    assert "class RunwayGen3" in printed.out

@@ -92,8 +92,11 @@ async def test_dict_inputs_reach_any_model_and_the_simulator_checks_them() -> No
         result = await client.run(WAN, {"prompt": "a fox", "aspect_ratio": "1024:1024 (1:1)"})
         assert result.succeeded
         assert (await client.run("acme/strict", {"prompt": "short"})).succeeded
-        with pytest.raises(rc.BadRequestError) as info:  # no typed input: RunComfy says no
-            await client.submit("acme/strict", {"prompt": "far too long a prompt"})
+        too_long = {"prompt": "far too long a prompt"}
+        with pytest.raises(rc.InvalidInputError, match="prompt"):  # the catalog schema says no
+            await client.submit("acme/strict", too_long)
+        with pytest.raises(rc.BadRequestError) as info:  # unchecked: RunComfy says no
+            await client.submit("acme/strict", too_long, validate=False)
         with pytest.raises(rc.InvalidInputError, match="aspect_ratio"):  # typed: checked here
             await client.submit(WAN, {"prompt": "a fox", "aspect_ratio": "square"})
         assert info.value.status_code == 422

@@ -7,7 +7,12 @@ from datetime import datetime
 
 import aiohttp
 
-from runcomfy_async.simulator import RUNWAY_IMAGE_TO_VIDEO, WAN_TEXT_TO_IMAGE, ModelProfile
+from runcomfy_async.simulator import (
+    RUNWAY_IMAGE_TO_VIDEO,
+    WAN_TEXT_TO_IMAGE,
+    ModelProfile,
+    default_models,
+)
 
 from .conftest import AUTH, TOKEN, FakeClock, Start, call
 
@@ -190,12 +195,14 @@ async def test_the_catalog_serves_entries_and_searches(
     assert schema["properties"]["promptImage"]["validations"][4]["validation_value"] == 16
     assert set(entry["output_schema"]["properties"]) == {"image", "video", "images", "videos"}
     _, listing = await call(session, "GET", f"{sim.url}/v1/models")
-    assert [m["model_id"] for m in listing["models"]] == [WAN, RUNWAY]
-    assert listing["total"] == 2
+    catalog = list(default_models())  # the seeds first, then the extra models
+    assert [m["model_id"] for m in listing["models"]] == catalog
+    assert catalog[:2] == [WAN, RUNWAY]
+    assert listing["total"] == len(catalog) == 9
     _, found = await call(session, "GET", f"{sim.url}/v1/models?search=WAN&category=text-to-image")
     assert [m["model_id"] for m in found["models"]] == [WAN]
     _, page = await call(session, "GET", f"{sim.url}/v1/models?limit=1&offset=1")
-    assert ([m["model_id"] for m in page["models"]], page["total"]) == ([RUNWAY], 2)
+    assert ([m["model_id"] for m in page["models"]], page["total"]) == ([RUNWAY], 9)
     status, _ = await call(session, "GET", f"{sim.url}/v1/models?limit=x")
     assert status == 422
 

@@ -1,0 +1,102 @@
+"""Checks before a paid submit: the catalog schema of models without a typed input, and media."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import msgspec
+
+from ._errors import NotFoundError, RunComfyError
+from ._inputs import _TYPED
+from ._preflight import Preflight
+from ._retry import Clock
+from ._schema import SchemaValidator, build_validator
+from ._wire import ModelInfo
+
+__all__ = ["InputChecks"]
+
+logger = logging.getLogger("runcomfy_async")
+
+RETRY_CATALOG_AFTER = 60.0  # seconds before a model's catalog entry is asked for again
+
+
+class InputChecks:
+    """One client's pre-submit checks.
+
+    Each model's catalog schema is fetched once per client (concurrent submits share the
+    fetch) and turned into a validator. A model RunComfy's catalog does not list is sent
+    unchecked; a catalog that cannot be reached never blocks a submit: it is logged, and
+    asked again after `RETRY_CATALOG_AFTER` seconds.
+    """
+
+    def __init__(
+        self,
+        model_info: Callable[[str], Awaitable[ModelInfo]],
+        clock: Clock,
+        *,
+        allow_loopback: bool = False,
+    ) -> None:
+        self._model_info = model_info
+        self._clock = clock
+        self._allow_loopback = allow_loopback  # http file URLs to loopback: the simulator's
+        self._validators: dict[str, SchemaValidator | None] = {}
+        self._retry_at: dict[str, float] = {}
+        self._locks: dict[str, anyio.Lock] = {}
+
+    async def validator(self, model_id: str) -> SchemaValidator | None:
+        """The model's validator, or None when its schema is not to be had."""
+        if model_id in self._validators:
+            return self._validators[model_id]
+        lock = self._locks.setdefault(model_id, anyio.Lock())
+        async with lock:
+            if model_id in self._validators:
+                return self._validators[model_id]
+            if self._clock() < self._retry_at.get(model_id, -1.0):
+                return None
+            try:
+                info = await self._model_info(model_id)
+            except NotFoundError:
+                logger.info("%s is not in RunComfy's catalog: its inputs are not checked", model_id)
+                self._validators[model_id] = None
+                return None
+            except RunComfyError as exc:  # an outage must not block the submit itself
+                logger.warning(
+                    "the catalog entry of %s could not be read (%s): inputs sent unchecked",
+                    model_id,
+                    exc,
+                )
+                self._retry_at[model_id] = self._clock() + RETRY_CATALOG_AFTER
+                return None
+            validator = build_validator(
+                model_id, info.input_schema, allow_loopback=self._allow_loopback
+            )
+            for note in validator.notes:
+                logger.debug("%s schema: %s", model_id, note)
+            self._validators[model_id] = validator
+            return validator
+
+    async def check(
+        self, model_id: str, body: bytes, *, validate: bool, preflight: Preflight | None
+    ) -> None:
+        """Raise InvalidInputError (PreflightError for files) before `body` is submitted.
+
+        Inputs of a model with a typed input were checked by it already: the catalog is
+        asked only when pre-flight needs the media rules.
+        """
+        typed = model_id in _TYPED
+        if not (validate and not typed) and preflight is None:
+            return
+        validator = await self.validator(model_id)
+        if validator is None:
+            return
+        inputs: dict[str, Any] = msgspec.json.decode(body)
+        if validate and not typed:
+            validator.validate(inputs)
+            unknown = validator.unknown_fields(inputs)
+            if unknown:
+                logger.info("%s: fields not in its schema, sent as given: %s", model_id, unknown)
+        if preflight is not None and validator.media:
+            await preflight.check(model_id, inputs, validator.media)
