@@ -34,12 +34,12 @@ class InputChecks:
 
     def __init__(
         self,
-        model_info: Callable[[str], Awaitable[ModelInfo]],
+        fetch: Callable[[str], Awaitable[ModelInfo]],
         clock: Clock,
         *,
         allow_loopback: bool = False,
     ) -> None:
-        self._model_info = model_info
+        self._fetch = fetch
         self._clock = clock
         self._allow_loopback = allow_loopback  # http file URLs to loopback: the simulator's
         self._validators: dict[str, SchemaValidator | None] = {}
@@ -57,7 +57,7 @@ class InputChecks:
             if self._clock() < self._retry_at.get(model_id, -1.0):
                 return None
             try:
-                info = await self._model_info(model_id)
+                info = await self._fetch(model_id)
             except NotFoundError:
                 logger.info("%s is not in RunComfy's catalog: its inputs are not checked", model_id)
                 self._validators[model_id] = None
@@ -70,13 +70,19 @@ class InputChecks:
                 )
                 self._retry_at[model_id] = self._clock() + RETRY_CATALOG_AFTER
                 return None
+            return self.learn(info)
+
+    def learn(self, info: ModelInfo) -> SchemaValidator:
+        """The validator of a catalog entry read anyway (Client.model_info): no second call."""
+        validator = self._validators.get(info.model_id)
+        if validator is None:
             validator = build_validator(
-                model_id, info.input_schema, allow_loopback=self._allow_loopback
+                info.model_id, info.input_schema, allow_loopback=self._allow_loopback
             )
             for note in validator.notes:
-                logger.debug("%s schema: %s", model_id, note)
-            self._validators[model_id] = validator
-            return validator
+                logger.debug("%s schema: %s", info.model_id, note)
+            self._validators[info.model_id] = validator
+        return validator
 
     async def check(
         self, model_id: str, body: bytes, *, validate: bool, preflight: Preflight | None
@@ -86,17 +92,16 @@ class InputChecks:
         Inputs of a model with a typed input were checked by it already: the catalog is
         asked only when pre-flight needs the media rules.
         """
-        typed = model_id in _TYPED
-        if not (validate and not typed) and preflight is None:
+        schema = validate and model_id not in _TYPED
+        if not schema and preflight is None:
             return
         validator = await self.validator(model_id)
         if validator is None:
             return
+        if schema:
+            validator.validate_json(body)
         inputs: dict[str, Any] = msgspec.json.decode(body)
-        if validate and not typed:
-            validator.validate(inputs)
-            unknown = validator.unknown_fields(inputs)
-            if unknown:
-                logger.info("%s: fields not in its schema, sent as given: %s", model_id, unknown)
+        if schema and (unknown := validator.unknown_fields(inputs)):
+            logger.info("%s: fields not in its schema, sent as given: %s", model_id, unknown)
         if preflight is not None and validator.media:
             await preflight.check(model_id, inputs, validator.media)

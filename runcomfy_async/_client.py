@@ -97,7 +97,7 @@ class Client:
         self._cancel_on_interrupt = cancel_on_interrupt
         self._validate, self._preflight = validate, preflight
         self._checks = InputChecks(
-            self.model_info,
+            self._model_info,
             self._clock,
             allow_loopback=is_loopback(urlsplit(self.base_url).hostname or ""),
         )
@@ -229,17 +229,14 @@ class Client:
         """The checks before a submit; `preflight` may be a batch's own (its cache)."""
         validate = self._validate if validate is None else validate
         preflight = self._preflight if preflight is None else preflight
-        if isinstance(preflight, Preflight):
-            await self._checks.check(model_id, body, validate=validate, preflight=preflight)
-        elif preflight:
-            async with await self._preflighter() as checker:
-                await self._checks.check(model_id, body, validate=validate, preflight=checker)
-        else:
-            await self._checks.check(model_id, body, validate=validate, preflight=None)
+        if preflight is True:  # one of its own: nothing measured is kept across submits
+            preflight = await self._preflighter()
+        checker = preflight if isinstance(preflight, Preflight) else None
+        await self._checks.check(model_id, body, validate=validate, preflight=checker)
 
     async def _preflighter(self) -> Preflight:
-        """A media pre-flight checker on the client's download session (no key, no cookies);
-        it measures each URL once, so use one per batch."""
+        """A media pre-flight checker borrowing the client's download session (no key, no
+        cookies: nothing to close); it measures each URL once, so a batch keeps one."""
         downloader = await self._downloads()
         return Preflight(allow_loopback=downloader.allow_loopback, downloader=downloader)
 
@@ -552,6 +549,11 @@ class Client:
 
     async def model_info(self, model_id: str) -> ModelInfo:
         """The catalog entry of a model: input schema, base price in USD and its unit."""
+        info = await self._model_info(model_id)
+        self._checks.learn(info)  # submits to it are checked without asking again
+        return info
+
+    async def _model_info(self, model_id: str) -> ModelInfo:
         check_model_id(model_id)
         body = await self._transport.call(CallKind.CATALOG, "GET", f"/v1/models/{model_id}", _MODEL)
         return _wire.model_info_from(body, model_id)

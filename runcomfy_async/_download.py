@@ -345,30 +345,18 @@ class Downloader:
             first = current = URL(url)
         except (ValueError, TypeError) as exc:
             raise Refused("not a valid URL") from exc
-        for hop in range(self.max_redirects + 1):
-            reason = url_refusal(current, allow_loopback=self.allow_loopback)
-            if reason is not None:
-                raise Refused(
-                    reason if hop == 0 else f"redirect to {redact(str(current))}: {reason}"
-                )
-            try:
-                response = await session.get(current, allow_redirects=False)
-            except aiohttp.ClientConnectorError as exc:
-                if hop == 0:
-                    raise
-                raise Refused(f"redirect to {redact(str(current))}: {describe(exc)}") from exc
-            async with response:
-                if response.status in REDIRECTS:
-                    location = response.headers.get("Location")
-                    if not location:
-                        raise Refused(f"HTTP {response.status} redirect without a Location")
-                    current = response.url.join(URL(location))
-                    continue
-                if response.status != 200:
-                    raise Refused(f"HTTP {response.status}")
-                saved = await self._save(response, dest, stem, overwrite, (current, first))
-                return DownloadedFile(url, dest / saved[0], *saved[1:])
-        raise Refused(f"more than {self.max_redirects} redirects")
+        current, response = await follow(
+            session,
+            "GET",
+            first,
+            allow_loopback=self.allow_loopback,
+            max_redirects=self.max_redirects,
+        )
+        async with response:
+            if response.status != 200:
+                raise Refused(f"HTTP {response.status}")
+            saved = await self._save(response, dest, stem, overwrite, (current, first))
+            return DownloadedFile(url, dest / saved[0], *saved[1:])
 
     async def _save(
         self,
@@ -502,6 +490,40 @@ def _fsync_dir(path: Path) -> None:
 
 
 # ---------------------------------------------------------------- a whole result
+
+
+async def follow(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: URL,
+    *,
+    allow_loopback: bool,
+    max_redirects: int,
+    headers: dict[str, str] | None = None,
+) -> tuple[URL, aiohttp.ClientResponse]:
+    """Call `url` on a keyless session, following up to `max_redirects` redirects by hand,
+    each hop refused as url_refusal() says; the final URL and its (open) response."""
+    current = url
+    for hop in range(max_redirects + 1):
+        reason = url_refusal(current, allow_loopback=allow_loopback)
+        if reason is not None:
+            raise Refused(reason if hop == 0 else f"redirect to {redact(str(current))}: {reason}")
+        try:
+            response = await session.request(
+                method, current, headers=headers, allow_redirects=False
+            )
+        except aiohttp.ClientConnectorError as exc:
+            if hop == 0:
+                raise
+            raise Refused(f"redirect to {redact(str(current))}: {describe(exc)}") from exc
+        if response.status not in REDIRECTS:
+            return current, response
+        response.release()
+        location = response.headers.get("Location")
+        if not location:
+            raise Refused(f"HTTP {response.status} redirect without a Location")
+        current = response.url.join(URL(location))
+    raise Refused(f"more than {max_redirects} redirects")
 
 
 async def download_result(

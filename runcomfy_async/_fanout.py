@@ -191,12 +191,7 @@ class _Engine:
             self._receive.close()
             return
         grace = self.client._track.cancel_grace
-        leftover = list(self._live.items())
-        self._live.clear()
-        async with anyio.create_task_group() as group:
-            for tracker, job in leftover:
-                self.client._scheduler.forget(tracker)
-                group.start_soon(self._abandon, tracker.request_id, tracker.state, job)
+        await self._let_go(tell=False)
         with anyio.move_on_after(grace):  # submits already sent: let them land, then abandon
             await self._fed.wait()
         if self.unfinished:
@@ -246,32 +241,35 @@ class _Engine:
         self._reading.cancel()
         with anyio.move_on_after(self.client._track.cancel_grace):
             await self._fed.wait()
+        await self._let_go(tell=True)
+        # Submits still on the wire are cancelled with the client's service: see _run_one.
+
+    async def _let_go(self, *, tell: bool) -> None:
+        """Stop tracking every live request: cancel the queued ones (`cancel_on_exit`), list
+        the others in `unfinished`; with `tell` (the consumer still reads), each gets an item."""
         leftover = list(self._live.items())
         self._live.clear()
         async with anyio.create_task_group() as group:
             for tracker, job in leftover:
                 self.client._scheduler.forget(tracker)
-                group.start_soon(self._left_by_the_client, tracker.request_id, tracker.state, job)
-        # Submits still on the wire are cancelled with the client's service: see _run_one.
+                group.start_soon(self._let_go_of, tracker.request_id, tracker.state, job, tell)
 
-    async def _left_by_the_client(self, rid: str, state: State | None, job: Job) -> None:
+    async def _let_go_of(self, rid: str, state: State | None, job: Job, tell: bool) -> None:
+        why = "the client closed" if tell else "the batch ended"
+        cancelled = await self._abandon(rid, state, job, why=why)
+        if not tell:
+            return
         error: RunComfyError
-        if state in (None, State.IN_QUEUE) and self._cancel_on_exit:
-            outcome = await self._cancel(rid)
-            if outcome is not None and outcome.cancelled:
-                if self._journal is not None:  # it never ran: a rerun sends it again
-                    self._journal.rejected(str(job.key), "cancelled when the client closed")
-                error = RequestCancelledError(
-                    f"request {rid} was queued when the client closed: cancelled", request_id=rid
-                )
-                self._emit(job, error=error)
-                return
-        self.unfinished.append(rid)
-        where = state.value if state is not None else "submitted"
-        error = RunComfyError(
-            f"request {rid} was {where} when the client closed; it goes on "
-            "(a rerun with the same journal picks it up)"
-        )
+        if cancelled:
+            error = RequestCancelledError(
+                f"request {rid} was queued when the client closed: cancelled", request_id=rid
+            )
+        else:
+            where = state.value if state is not None else "submitted"
+            error = RunComfyError(
+                f"request {rid} was {where} when the client closed; it goes on "
+                "(a rerun with the same journal picks it up)"
+            )
         self._emit(job, error=error)
 
     async def _feed(self) -> None:
@@ -309,7 +307,7 @@ class _Engine:
         if journal is not None and not self._resume(job, journal, model_id, body):
             return
         try:  # schema and media checks: a refusal costs nothing, and a rerun checks again
-            await self.client._check(model_id, body, self._validate, await self._checker_())
+            await self.client._check(model_id, body, self._validate, await self._batch_preflight())
         except anyio.get_cancelled_exc_class():  # the client closed before this was sent
             if journal is not None:
                 journal.rejected(str(job.key), "not sent: the client was closed")
@@ -347,7 +345,7 @@ class _Engine:
             journal.tracked(str(job.key), request.request_id)
         self._follow(job, request)
 
-    async def _checker_(self) -> Preflight | bool:
+    async def _batch_preflight(self) -> Preflight | bool:
         if not self._preflight:
             return False
         async with self._checker_lock:
@@ -539,17 +537,24 @@ class _Engine:
             self._send.close()
 
     async def _abandon(
-        self, request_id: str, state: State | None, job: Job, *, report: bool = True
-    ) -> None:
-        """Cancel a request this batch leaves behind if it is queued; else list it."""
+        self,
+        request_id: str,
+        state: State | None,
+        job: Job,
+        *,
+        report: bool = True,
+        why: str = "the batch ended",
+    ) -> bool:
+        """Cancel a request this batch leaves behind if it is queued (True); else list it."""
         if state in (None, State.IN_QUEUE) and self._cancel_on_exit:
             outcome = await self._cancel(request_id)
             if outcome is not None and outcome.cancelled:
                 if self._journal is not None:  # it never ran: a rerun sends it again
-                    self._journal.rejected(str(job.key), "cancelled when the batch ended")
-                return
+                    self._journal.rejected(str(job.key), f"cancelled when {why}")
+                return True
         if report:
             self.unfinished.append(request_id)
+        return False
 
     async def _cancel(self, request_id: str) -> Any:
         return await cancel_quietly(self.client, request_id, self.client._track.cancel_grace)

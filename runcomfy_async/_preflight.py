@@ -13,7 +13,7 @@ import anyio
 from yarl import URL
 
 from . import _download
-from ._download import REDIRECTS, Downloader, Refused, describe, redact
+from ._download import Downloader, Refused, describe, redact
 from ._errors import ConfigurationError, PreflightError
 from ._imagesize import KINDS, Measurement, NeedMore, image_size, measure_bytes, measure_data_uri
 from ._rules import MediaKind, MediaRule, MediaSpec
@@ -216,41 +216,20 @@ class Preflight:
     ) -> tuple[URL, aiohttp.ClientResponse] | None:
         """A GET of bytes start..stop-1 of `url`; None if the file has no byte at `start`."""
         headers = {"Range": f"bytes={start}-{stop - 1}", "Accept-Encoding": "identity"}
-        current, response = await self._follow(session, "GET", url, headers)
+        current, response = await _download.follow(
+            session,
+            "GET",
+            url,
+            headers=headers,
+            allow_loopback=self.allow_loopback,
+            max_redirects=self.max_redirects,
+        )
         if response.status in (200, 206):
             return current, response
         response.release()
         if response.status == 416:
             return None
         raise Refused(f"HTTP {response.status}")
-
-    async def _follow(
-        self, session: aiohttp.ClientSession, method: str, url: URL, headers: dict[str, str]
-    ) -> tuple[URL, aiohttp.ClientResponse]:
-        """Call `url`, following up to max_redirects redirects, each hop checked anew."""
-        current = url
-        for hop in range(self.max_redirects + 1):
-            reason = _download.url_refusal(current, allow_loopback=self.allow_loopback)
-            if reason is not None:
-                raise Refused(
-                    reason if hop == 0 else f"redirect to {redact(str(current))}: {reason}"
-                )
-            try:
-                response = await session.request(
-                    method, current, headers=headers, allow_redirects=False
-                )
-            except aiohttp.ClientConnectorError as exc:
-                if hop == 0:
-                    raise
-                raise Refused(f"redirect to {redact(str(current))}: {describe(exc)}") from exc
-            if response.status not in REDIRECTS:
-                return current, response
-            response.release()
-            location = response.headers.get("Location")
-            if not location:
-                raise Refused(f"HTTP {response.status} redirect without a Location")
-            current = response.url.join(URL(location))
-        raise Refused(f"more than {self.max_redirects} redirects")
 
     async def _read(self, response: aiohttp.ClientResponse, count: int, url: str) -> bytes:
         data = bytearray()
@@ -268,7 +247,14 @@ class Preflight:
     async def _head_size(self, session: aiohttp.ClientSession, url: URL) -> int | None:
         """Content-Length of a HEAD of `url`, or None (a failed HEAD only loses the size)."""
         try:
-            _, response = await self._follow(session, "HEAD", url, {"Accept-Encoding": "identity"})
+            _, response = await _download.follow(
+                session,
+                "HEAD",
+                url,
+                headers={"Accept-Encoding": "identity"},
+                allow_loopback=self.allow_loopback,
+                max_redirects=self.max_redirects,
+            )
         except (Refused, aiohttp.ClientError, OSError, ValueError):
             return None
         response.release()

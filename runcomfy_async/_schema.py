@@ -337,7 +337,10 @@ class SchemaValidator:
                 f"{self.model_id}: inputs must be a mapping of field names to values",
                 model_id=self.model_id,
             )
-        raw = _encode(dict(inputs), self.model_id)
+        self.validate_json(_encode(dict(inputs), self.model_id))
+
+    def validate_json(self, raw: bytes) -> None:
+        """validate() for inputs already encoded as a JSON object (a submit's body)."""
         if self._decoder is None:
             return
         try:
