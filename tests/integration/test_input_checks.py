@@ -162,3 +162,13 @@ async def test_a_batch_checks_each_image_url_once_and_refused_inputs_cost_nothin
     file_calls = [call for call in calls(sim, "files") if call.subject == made.request_id]
     assert len(file_calls) == 1  # twenty inputs, one measurement of their image
     assert len(calls(sim, "submit")) == 21  # the wan run, then the 20 accepted
+
+
+async def test_a_catalog_entry_read_by_the_caller_serves_the_checks_too() -> None:
+    async with Simulator(config()) as sim, rc.Client("k", base_url=sim.url) as client:
+        info = await client.model_info(UPSCALER)  # as runcomfy batch does, for its estimate
+        with pytest.raises(rc.InvalidInputError):
+            await client.submit(UPSCALER, {"image_url": IMAGE, "scale": 3})
+        await client.submit(UPSCALER, {"image_url": IMAGE})
+    assert info.model_id == UPSCALER
+    assert len(calls(sim, "catalog")) == 1
