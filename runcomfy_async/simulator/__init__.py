@@ -12,7 +12,9 @@ async with Simulator(SimulatorConfig(time_scale=0.01, concurrency=4)) as sim:
 
 from ._catalog import CatalogEntry, validate
 from ._config import (
+    ALTERNATIVE_STATE_WORDS,
     RUNWAY_IMAGE_TO_VIDEO,
+    STATE_WORDS,
     WAN_TEXT_TO_IMAGE,
     ModelProfile,
     Quirks,
@@ -26,7 +28,9 @@ from ._serve import add_arguments, config_from_args, main, serve
 from ._simulator import Simulator
 
 __all__ = [
+    "ALTERNATIVE_STATE_WORDS",
     "RUNWAY_IMAGE_TO_VIDEO",
+    "STATE_WORDS",
     "WAN_TEXT_TO_IMAGE",
     "Call",
     "CatalogEntry",

@@ -25,6 +25,7 @@ def build_app(backend: Backend) -> web.Application:
     app[BACKEND] = backend
     add = app.router.add_route
     add("GET", "/v1/models", _list_models)
+    add("GET", "/v1/models/categories", _list_categories)  # before the model_id route
     add("GET", "/v1/models/{model_id:.+}", _get_model)
     add("POST", "/v1/models/{model_id:.+}", _submit)
     add("GET", "/v1/requests/{request_id}/status", _status)
@@ -87,9 +88,18 @@ async def _list_models(request: web.Request) -> web.StreamResponse:
     if limit < 0 or offset < 0:
         raise ApiError(422, 422001, "limit and offset must be >= 0")
     answer = request.app[BACKEND].models(
-        query.get("search", ""), query.get("category", ""), min(limit, 100), offset
+        query.get("search", ""),
+        query.get("category", ""),
+        min(limit, 100),
+        offset,
+        kind=query.get("kind", ""),
+        include_schema=query.get("include_schema", "true").lower() not in ("false", "0", "no"),
     )
     return _json(answer)
+
+
+async def _list_categories(request: web.Request) -> web.StreamResponse:
+    return _json(request.app[BACKEND].categories())
 
 
 async def _file(request: web.Request) -> web.StreamResponse:
@@ -108,6 +118,7 @@ _KINDS: dict[_Handler, str] = {
     _cancel: "cancel",
     _get_model: "catalog",
     _list_models: "catalog",
+    _list_categories: "catalog",
     _file: "files",
 }
 
@@ -142,6 +153,8 @@ async def _calls(request: web.Request, handler: _Handler) -> web.StreamResponse:
             if action == "truncate":
                 answered = response.status
                 return await _truncate(request, response)
+            if rule is not None and action == "other_model_id":
+                response = _other_model_id(response, rule)
         answered = response.status
         return response
     finally:
@@ -169,6 +182,17 @@ def _fault_answer(rule: FaultRule) -> web.Response:
     if retry_after is not None:
         response.headers[hdrs.RETRY_AFTER] = retry_after
     return response
+
+
+def _other_model_id(response: web.StreamResponse, rule: FaultRule) -> web.StreamResponse:
+    """The answer with its `model_id` replaced (a result naming another model)."""
+    body = response.body if isinstance(response, web.Response) else None
+    if not isinstance(body, bytes) or response.status != 200:
+        return response
+    answer = msgspec.json.decode(body)
+    if isinstance(answer, dict) and "model_id" in answer:
+        answer["model_id"] = rule.other_model_id
+    return _json(answer, response.status)
 
 
 def _drop(request: web.Request) -> None:

@@ -118,7 +118,7 @@ class Backend:
             run_time=(profile.run_time[0] * scale, profile.run_time[1] * scale),
             failure_rate=self.config.failure_rate if rate is None else rate,
             cost=cost,
-            outputs=profile.outputs,
+            outputs=entry.outputs(inputs),
         )
         if self.config.quirks.submit_style == "minimal":
             return 202, {"request_id": job.request_id, "status": "in_queue"}
@@ -128,29 +128,52 @@ class Backend:
         """The /status answer: finished jobs read `completed` unless quirked."""
         job = self._find(request_id)
         urls = _urls(base_url, request_id)
-        body: dict[str, Any] = {"request_id": request_id}
-        if job.state is JobState.QUEUED:
-            body["status"] = "in_queue"
-            body["queue_position"] = self.engine.queue_position(job)
-        elif job.state is JobState.FAILED and self.config.quirks.failed_status == "failed":
-            body["status"] = "failed"
-            body["error"] = job.error
-        elif job.state in (JobState.SUCCEEDED, JobState.FAILED):
-            body["status"] = "completed"
-        else:
-            body["status"] = job.state.value
+        body: dict[str, Any] = {"request_id": request_id, **self._current(job)}
         body["status_url"] = urls["status_url"]
         body["result_url"] = urls["result_url"]
         return body
 
+    def _current(self, job: Job) -> dict[str, Any]:
+        """The job's state as /status (and cancel) tell it: `status` and what goes with it."""
+        quirks = self.config.quirks
+        if self._cancelling(job):
+            return {"status": quirks.word("in_queue")}
+        if job.state is JobState.QUEUED:
+            position = self.engine.queue_position(job)
+            return {"status": quirks.word("in_queue"), "queue_position": position}
+        body: dict[str, Any] = {}
+        if job.state is JobState.FAILED and quirks.failed_status == "failed":
+            body = {"status": quirks.word("failed"), "error": job.error}
+        elif job.state in (JobState.SUCCEEDED, JobState.FAILED):
+            body = {"status": quirks.word("completed")}
+        else:
+            body = {"status": quirks.word(job.state.value)}
+        if job.started_at is not None:  # the worker that ran it, as RunComfy may say
+            body["instance_id"] = f"sim-instance-{job.ticket % 16:02d}"
+        return body
+
+    def _cancelling(self, job: Job) -> bool:
+        """True while a cancel asked with `cancel_style="requested"` has not landed yet."""
+        return (
+            job.state is JobState.CANCELLED
+            and job.finished_at is not None
+            and self.now() < job.finished_at
+        )
+
     def result(self, request_id: str, base_url: str, *, include_cost: bool) -> dict[str, Any]:
         """The /result answer: outputs, error or (unfinished) the current state."""
         job = self._find(request_id)
-        if job.state in _UNFINISHED:
+        word = self.config.quirks.word
+        if job.state in _UNFINISHED or self._cancelling(job):
             if self.config.quirks.not_ready == "400005":
                 raise ApiError(400, 400005, "result not ready")
-            return {"request_id": request_id, "status": job.state.value}
-        body: dict[str, Any] = {"request_id": request_id, "status": job.state.value}
+            state = JobState.QUEUED if self._cancelling(job) else job.state
+            return {"request_id": request_id, "status": word(state.value)}
+        body: dict[str, Any] = {
+            "request_id": request_id,
+            "model_id": job.model_id,
+            "status": word(job.state.value),
+        }
         if job.state is JobState.SUCCEEDED:
             body["output"] = self._output(job, base_url)
         elif job.state is JobState.FAILED:
@@ -162,27 +185,65 @@ class Backend:
         return body
 
     def cancel(self, request_id: str) -> dict[str, Any]:
-        """Cancel a queued request (free); running or finished ones are not cancellable."""
+        """Cancel a queued request (free); running or finished ones are not cancellable.
+
+        The answer carries the request's status after the cancel, as /status would tell
+        it (a running request reads `in_progress`, never `completed`), and the outcome.
+        """
         job = self._find(request_id)
-        outcome = "cancelled" if self.engine.cancel(job, self.now()) else "not_cancellable"
+        quirks = self.config.quirks
+        requested = quirks.cancel_style == "requested"
+        delay = quirks.cancel_delay * self.config.time_scale if requested else 0.0
+        if self._cancelling(job):
+            outcome = "cancellation_requested"
+        elif job.state is JobState.CANCELLED:
+            outcome = "cancelled"
+        elif self.engine.cancel(job, self.now(), delay=delay):
+            outcome = "cancellation_requested" if requested else "cancelled"
+        else:
+            outcome = "not_cancellable"
         self.ledger.cancels[outcome] += 1
-        return {"request_id": request_id, "status": "completed", "outcome": outcome}
+        current = self._current(job)
+        current.pop("queue_position", None)
+        return {"request_id": request_id, **current, "outcome": outcome}
 
     def model(self, model_id: str) -> dict[str, Any]:
         """The catalog entry of one model."""
         return self._entry(model_id).to_json()
 
-    def models(self, search: str, category: str, limit: int, offset: int) -> dict[str, Any]:
-        """Catalog entries whose id or name contains `search`, optionally of one category."""
+    def models(
+        self,
+        search: str,
+        category: str,
+        limit: int,
+        offset: int,
+        *,
+        kind: str = "",
+        include_schema: bool = True,
+    ) -> dict[str, Any]:
+        """Catalog entries whose id or name contains `search`, optionally of one category
+        and one kind of output (`image`, `video`); `include_schema` False leaves out the
+        input and output schemas."""
         needle = search.lower()
         found = [
             entry
             for entry in self.catalog.values()
-            if (needle in entry.model_id.lower() or needle in entry.name.lower())
-            and (not category or entry.category == category)
+            if (needle in entry.model_id.lower() or needle in entry.display_name.lower())
+            and (not category or category in entry.categories)
+            and (not kind or kind.lower() == entry.media)
         ]
         page = found[offset : offset + limit]
-        return {"models": [entry.to_json() for entry in page], "total": len(found)}
+        models = [entry.to_json(include_schema=include_schema) for entry in page]
+        return {"models": models, "total": len(found)}
+
+    def categories(self) -> dict[str, Any]:
+        """The `GET /v1/models/categories` answer: every category with its model count."""
+        counts: dict[str, int] = {}
+        for entry in self.catalog.values():
+            for category in entry.categories:
+                counts[category] = counts.get(category, 0) + 1
+        found = [{"category": name, "count": counts[name]} for name in sorted(counts)]
+        return {"categories": found, "total": len(found)}
 
     def file(self, request_id: str, name: str) -> tuple[bytes, str] | None:
         """(bytes, content type) of one hosted output, None if absent or expired."""
@@ -200,6 +261,8 @@ class Backend:
     def _entry(self, model_id: str) -> CatalogEntry:
         entry = self.catalog.get(model_id)
         if entry is None:
+            if self.config.quirks.unknown_model == "404":
+                raise ApiError(404, 404001, f"model not found: {model_id[:200]!r}")
             raise ApiError(400, 400001, f"invalid model_id: {model_id[:200]!r}")
         return entry
 

@@ -35,29 +35,46 @@ class CatalogEntry:
     """One model as the catalog shows it, plus what the simulator needs to run it."""
 
     model_id: str
-    name: str
-    category: str
+    display_name: str
+    categories: tuple[str, ...]
     media: Literal["image", "video"]
     price_unit: str
     profile: ModelProfile
     input_schema: Mapping[str, Any]
+    pricing_note: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """The `GET /v1/models/{model_id}` answer."""
-        return {
+    def to_json(self, *, include_schema: bool = True) -> dict[str, Any]:
+        """The `GET /v1/models/{model_id}` answer (in RunComfy's field names)."""
+        body: dict[str, Any] = {
             "model_id": self.model_id,
-            "name": self.name,
-            "category": self.category,
-            "input_schema": self.input_schema,
-            "output_schema": OUTPUT_SCHEMA,
+            "display_name": self.display_name,
+            "categories": list(self.categories),
             "base_price_usd": self.profile.price,
             "price_unit": self.price_unit,
         }
+        if self.pricing_note is not None:
+            body["pricing_note"] = self.pricing_note
+        if include_schema:
+            body["input_schema"] = self.input_schema
+            body["output_schema"] = OUTPUT_SCHEMA
+        return body
+
+    def outputs(self, inputs: Mapping[str, Any]) -> int:
+        """Outputs one run makes: the count the inputs ask for (`num_images`, ...), else
+        the schema's default for it, else the profile's."""
+        properties = self.input_schema.get("properties", {})
+        for name in COUNT_FIELDS:
+            if name not in properties:
+                continue
+            value = inputs.get(name, properties[name].get("default"))
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                return value
+        return self.profile.outputs
 
     def cost(self, inputs: Mapping[str, Any]) -> float:
-        """USD for one run: per image, per second of video (`duration`), or per request."""
-        if self.price_unit == "image":
-            units = float(self.profile.outputs)
+        """USD for one run: per output, per second of video (`duration`), or per request."""
+        if self.price_unit in ("output", "image"):
+            units = float(self.outputs(inputs))
         elif self.price_unit == "second":
             default = self.input_schema.get("properties", {}).get("duration", {}).get("default")
             duration = inputs.get("duration", default)
@@ -67,6 +84,11 @@ class CatalogEntry:
         return round(self.profile.price * units, 6)
 
 
+#: Inputs that ask a model for several outputs per run, in the names models use for it.
+COUNT_FIELDS = ("num_images", "num_outputs", "num_videos", "batch_size")
+_NOTES = {"second": "Billed per second of output video (the `duration` input, else its default)."}
+
+
 def build_catalog(models: Mapping[str, ModelProfile]) -> dict[str, CatalogEntry]:
     """Catalog entries for the configured models, seeds first-class, others derived."""
     catalog: dict[str, CatalogEntry] = {}
@@ -74,14 +96,16 @@ def build_catalog(models: Mapping[str, ModelProfile]) -> dict[str, CatalogEntry]
         name, seed_schema = _SEEDS.get(model_id, (model_id, _ANY_OBJECT))
         category = model_id.rsplit("/", 1)[-1]
         media: Literal["image", "video"] = "video" if category.endswith("video") else "image"
+        unit = profile.price_unit or ("second" if media == "video" else "output")
         catalog[model_id] = CatalogEntry(
             model_id=model_id,
-            name=name,
-            category=category,
+            display_name=profile.display_name or name,
+            categories=profile.categories if profile.categories is not None else (category,),
             media=media,
-            price_unit="second" if media == "video" else "image",
+            price_unit=unit,
             profile=profile,
             input_schema=profile.input_schema or seed_schema,
+            pricing_note=profile.pricing_note or _NOTES.get(unit),
         )
     return catalog
 

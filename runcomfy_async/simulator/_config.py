@@ -24,6 +24,14 @@ class Quirks:
     the three URLs, "minimal" answers 202 with only `request_id` and `status`.
     `fresh_404_seconds`: a new request_id answers 404 404001 on status/result for this
     long (seconds on the simulator clock, not scaled), like an eventually consistent store.
+    `unknown_model`: a model id the catalog lacks answers HTTP 400 `400001` (RunComfy's
+    docs) or HTTP 404 `404001` (what RunComfy's CLI expects). `cancel_style`: cancelling a
+    queued request answers `cancelled` at once ("cancelled"), or `cancellation_requested`
+    while it still reads `in_queue` for `cancel_delay` seconds (scaled by `time_scale`) and
+    then reads `cancelled` ("requested"); it never runs either way. `state_words` renames
+    the state words of /status, /result and cancel answers, e.g. `{"in_queue": "pending",
+    "in_progress": "processing", "cancelled": "canceled"}`: the words RunComfy's own
+    clients accept, for tests that must see them (keys: `STATE_WORDS`).
     """
 
     not_ready: Literal["status", "400005"] = "status"
@@ -31,16 +39,48 @@ class Quirks:
     errors_as_200: bool = False
     submit_style: Literal["full", "minimal"] = "full"
     fresh_404_seconds: float = 0.0
+    unknown_model: Literal["400001", "404"] = "400001"
+    cancel_style: Literal["cancelled", "requested"] = "cancelled"
+    cancel_delay: float = 1.0
+    state_words: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.state_words) - set(STATE_WORDS)
+        if unknown:
+            raise ValueError(
+                f"state_words renames {sorted(unknown)}; the words are {list(STATE_WORDS)}"
+            )
+        if not all(isinstance(word, str) and word for word in self.state_words.values()):
+            raise ValueError("state_words must map each word to a non-empty string")
+        if self.cancel_delay < 0:
+            raise ValueError(f"cancel_delay must be >= 0, got {self.cancel_delay}")
+
+    def word(self, state: str) -> str:
+        """The word answered for `state` (one of STATE_WORDS)."""
+        return self.state_words.get(state, state)
+
+
+#: The state words the simulator answers, which `Quirks.state_words` may rename.
+STATE_WORDS = ("in_queue", "in_progress", "completed", "succeeded", "failed", "cancelled")
+#: Words RunComfy's own clients accept besides the documented ones.
+ALTERNATIVE_STATE_WORDS: Mapping[str, str] = {
+    "in_queue": "pending",
+    "in_progress": "processing",
+    "cancelled": "canceled",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class ModelProfile:
-    """How one model behaves: run time, failures, outputs and price.
+    """How one model behaves: run time, failures, outputs, price and catalog entry.
 
     `run_time` is a uniform (min, max) range in seconds before `time_scale`; `price` is USD
-    per catalog `price_unit` (per image for image models, per second of video for video
-    models). `failure_rate` None takes the simulator-wide rate. `input_schema` None uses the
-    seed schema for a seed model id, else accepts any JSON object.
+    per catalog `price_unit` (None: "output" for image models, "second" of video for video
+    models, as RunComfy's catalog prices them; "request" is also understood). `outputs` is
+    the outputs per run unless the inputs ask for a count (`num_images` and the like).
+    `failure_rate` None takes the simulator-wide rate. `input_schema` None uses the seed
+    schema for a seed model id, else accepts any JSON object. `display_name`, `categories`
+    and `pricing_note` are what the catalog shows (None: the defaults of the model id).
     """
 
     run_time: tuple[float, float] = (2.0, 6.0)
@@ -48,6 +88,10 @@ class ModelProfile:
     failure_rate: float | None = None
     outputs: int = 1
     input_schema: Mapping[str, Any] | None = None
+    price_unit: str | None = None
+    display_name: str | None = None
+    categories: tuple[str, ...] | None = None
+    pricing_note: str | None = None
 
     def __post_init__(self) -> None:
         low, high = self.run_time

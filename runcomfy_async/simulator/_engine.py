@@ -190,15 +190,19 @@ class Engine:
             return None
         return self._tickets.rank(job.ticket)
 
-    def cancel(self, job: Job, now: float) -> bool:
-        """Cancel a queued job (free); True if it is cancelled now or was already."""
+    def cancel(self, job: Job, now: float, *, delay: float = 0.0) -> bool:
+        """Cancel a queued job (free); True if it is cancelled now or was already.
+
+        It leaves the queue at once and never runs; `finished_at` is `now + delay`, when
+        the cancellation is to be seen as done (a requested, not yet landed, cancel).
+        """
         self.advance(now)
         if job.state is JobState.CANCELLED:
             return True
         if job.state is not JobState.QUEUED:
             return False
         job.state = JobState.CANCELLED
-        job.finished_at = now
+        job.finished_at = now + delay
         self._tickets.remove(job.ticket)
         self.queued -= 1
         self.committed_usd -= job.cost

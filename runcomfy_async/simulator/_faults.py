@@ -11,7 +11,13 @@ import msgspec
 
 Endpoint = Literal["submit", "status", "result", "cancel", "catalog", "files", "any"]
 Action = Literal[
-    "status", "reset_before_read", "reset_after_read", "latency", "truncate", "error_200"
+    "status",
+    "reset_before_read",
+    "reset_after_read",
+    "latency",
+    "truncate",
+    "error_200",
+    "other_model_id",
 ]
 
 
@@ -32,6 +38,8 @@ class FaultRule:
     - "truncate": handle the call, then send half the body under the full Content-Length
       and close.
     - "error_200": answer HTTP 200 `{"error_code": error_code, "error_message": ...}`.
+    - "other_model_id": handle the call; a /result answer then names `other_model_id` as
+      its `model_id` (a result that is not of the model submitted).
     """
 
     action: Action
@@ -44,6 +52,7 @@ class FaultRule:
     body: dict[str, Any] | None = None
     seconds: float = 0.0
     error_code: int = 500001
+    other_model_id: str = "acme/other-model/text-to-image"
 
     def __post_init__(self) -> None:
         if self.times is not None and self.times < 0:

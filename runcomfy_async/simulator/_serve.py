@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from ._config import Quirks, SimulatorConfig
+from ._config import ALTERNATIVE_STATE_WORDS, Quirks, SimulatorConfig
 from ._faults import FaultRule, parse_rules
 from ._simulator import Simulator
 
@@ -39,6 +39,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--errors-as-200", action="store_true", help="answer API errors as HTTP 200")
     add("--fresh-404", type=float, default=0.0, help="seconds a new request_id answers 404")
     add(
+        "--unknown-model",
+        choices=("400001", "404"),
+        default="400001",
+        help="answer to an unknown model id: HTTP 400 400001 (the docs) or HTTP 404",
+    )
+    add(
+        "--cancel-style",
+        choices=("cancelled", "requested"),
+        default="cancelled",
+        help="a queued request's cancel: `cancelled` at once, or `cancellation_requested`",
+    )
+    add("--cancel-delay", type=float, default=1.0, help="seconds a requested cancel takes")
+    add(
+        "--state-word",
+        action="append",
+        default=[],
+        metavar="WORD=OTHER",
+        help="answer OTHER for a state word, e.g. in_queue=pending (repeatable)",
+    )
+    add(
+        "--alternative-state-words",
+        action="store_true",
+        help="answer pending, processing and canceled (words RunComfy's clients accept)",
+    )
+    add(
         "--fault",
         action="append",
         default=[],
@@ -50,6 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     """A SimulatorConfig from parsed options; the API key comes from $RUNCOMFY_SIMULATOR_API_KEY."""
+    words: dict[str, str] = dict(ALTERNATIVE_STATE_WORDS) if args.alternative_state_words else {}
+    for text in args.state_word:
+        word, sep, other = text.partition("=")
+        if not sep:
+            raise ValueError(f"--state-word {text!r}: expected WORD=OTHER")
+        words[word.strip()] = other.strip()
     faults: list[FaultRule] = []
     for text in args.fault:
         try:
@@ -68,6 +99,10 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
             errors_as_200=args.errors_as_200,
             submit_style=args.submit_style,
             fresh_404_seconds=args.fresh_404,
+            unknown_model=args.unknown_model,
+            cancel_style=args.cancel_style,
+            cancel_delay=args.cancel_delay,
+            state_words=words,
         ),
         faults=tuple(faults),
         api_key=os.environ.get(API_KEY_ENV) or None,

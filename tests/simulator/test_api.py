@@ -51,7 +51,7 @@ async def test_a_job_goes_from_queue_to_progress_to_completed(
         states.append((body["status"], body.get("queue_position")))
         clock.advance(2.0)
     assert states == [("in_queue", 1), ("in_progress", None), ("completed", None)]
-    assert set(body) == {"request_id", "status", "status_url", "result_url"}
+    assert set(body) == {"request_id", "status", "instance_id", "status_url", "result_url"}
 
 
 async def test_result_of_a_success_has_outputs_timestamps_and_optional_cost(
@@ -126,12 +126,12 @@ async def test_cancel_frees_a_queued_job_and_spares_a_running_one(
     status, body = await call(session, "POST", queued["cancel_url"])
     assert (status, body) == (
         202,
-        {"request_id": queued["request_id"], "status": "completed", "outcome": "cancelled"},
+        {"request_id": queued["request_id"], "status": "cancelled", "outcome": "cancelled"},
     )
     _, again = await call(session, "POST", queued["cancel_url"])
     assert again["outcome"] == "cancelled"
     status, body = await call(session, "POST", running["cancel_url"])
-    assert (status, body["outcome"]) == (202, "not_cancellable")
+    assert (status, body["status"], body["outcome"]) == (202, "in_progress", "not_cancellable")
     _, state = await call(session, "GET", queued["status_url"])
     assert state["status"] == "cancelled"
     clock.advance(60)
@@ -185,11 +185,12 @@ async def test_the_catalog_serves_entries_and_searches(
     status, entry = await call(session, "GET", f"{sim.url}/v1/models/{RUNWAY}")
     assert status == 200
     assert entry["model_id"] == RUNWAY
-    assert (entry["category"], entry["price_unit"], entry["base_price_usd"]) == (
-        "image-to-video",
+    assert (entry["categories"], entry["price_unit"], entry["base_price_usd"]) == (
+        ["image-to-video"],
         "second",
         0.05,
     )
+    assert entry["display_name"] == "Runway Gen-3 Alpha Turbo Image to Video"
     schema = entry["input_schema"]
     assert schema["required"] == ["promptText", "promptImage"]
     assert schema["properties"]["promptImage"]["validations"][4]["validation_value"] == 16

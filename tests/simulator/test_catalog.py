@@ -133,9 +133,9 @@ def test_runcomfy_float_type_takes_ints_and_floats_but_not_bools_or_strings() ->
 
 def test_catalog_entries_carry_the_seed_schema_and_prices() -> None:
     wan, runway = CATALOG[WAN_TEXT_TO_IMAGE], CATALOG[RUNWAY_IMAGE_TO_VIDEO]
-    assert (wan.category, wan.price_unit, wan.media) == ("text-to-image", "image", "image")
-    assert (runway.category, runway.price_unit, runway.media) == (
-        "image-to-video",
+    assert (wan.categories, wan.price_unit, wan.media) == (("text-to-image",), "output", "image")
+    assert (runway.categories, runway.price_unit, runway.media) == (
+        ("image-to-video",),
         "second",
         "video",
     )
@@ -158,5 +158,9 @@ def test_catalog_entries_carry_the_seed_schema_and_prices() -> None:
 def test_a_custom_model_gets_a_derived_entry() -> None:
     catalog = build_catalog({"acme/fast/text-to-video": ModelProfile(price=0.1, outputs=2)})
     entry = catalog["acme/fast/text-to-video"]
-    assert (entry.category, entry.media, entry.price_unit) == ("text-to-video", "video", "second")
+    assert (entry.categories, entry.media, entry.price_unit) == (
+        ("text-to-video",),
+        "video",
+        "second",
+    )
     assert validate(entry.input_schema, {"anything": [1, 2]}) == []

@@ -179,6 +179,6 @@ async def test_extra_models_are_served_with_their_price_unit_and_media(
     assert listing["total"] == len(catalog_models())
     units = {m["model_id"]: m["price_unit"] for m in listing["models"]}
     assert units[KLING_VIDEO] == units[ALEPH_VIDEO] == units[LIPSYNC_VIDEO] == "second"
-    assert units[FLUX_DEV] == units[SEEDREAM_EDIT] == units[CLARITY_UPSCALE] == "image"
+    assert units[FLUX_DEV] == units[SEEDREAM_EDIT] == units[CLARITY_UPSCALE] == "output"
     assert sim.catalog[KLING_VIDEO].cost({"duration": 10}) == 2.8
     assert sim.catalog[FLUX_DEV].cost({}) == 0.025
