@@ -263,10 +263,13 @@ class ProgressDisplay:
 def describe_model(info: ModelInfo) -> str:
     """A catalog entry for people: id, name, price, and the input schema."""
     price = "unknown" if info.base_price_usd is None else usd(info.base_price_usd)
+    categories = ", ".join(info.categories) or "no category"
     head = [
-        f"{info.model_id}: {info.name or ''} ({info.category or 'no category'})",
+        f"{info.model_id}: {info.name or ''} ({categories})",
         f"price: {price} per {info.price_unit or 'unit'}",
     ]
+    if info.pricing_note:
+        head.append(f"pricing: {info.pricing_note}")
     return "\n".join(head + schema_lines(info.input_schema or {}))
 
 

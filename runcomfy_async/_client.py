@@ -36,7 +36,7 @@ from ._preflight import Preflight
 from ._request import Request
 from ._retry import Clock, RetryPolicy, Sleep
 from ._service import Service, Work
-from ._track import EXPIRED, Tracker, TrackSettings, cancel_quietly
+from ._track import EXPIRED, Tracker, TrackSettings, cancel_quietly, of_model
 from ._transport import CallKind, Transport
 from ._wire import CancelOutcome, ModelInfo, Result, State, Status
 
@@ -268,7 +268,8 @@ class Client:
 
     async def result(self, request: Request | str, *, include_cost: bool = True) -> Result:
         """The request's outcome: output on success, `error` on failure, or the current state
-        while unfinished. Never raises for a state."""
+        while unfinished. Never raises for a state. Given a Request handle, the Result says
+        whether RunComfy's answer is of another model (`model_mismatch`, logged)."""
         rid = _request_id(request)
         try:
             body = await self._transport.call(
@@ -282,7 +283,8 @@ class Client:
             # RunComfy's 400005: not ready. Report the state /status knows instead.
             status = await self.status(rid)
             return Result(request_id=rid, state=status.state)
-        return _wire.result_from(body, rid)
+        model_id = request.model_id if isinstance(request, Request) else None
+        return of_model(_wire.result_from(body, rid), model_id)
 
     async def wait(
         self,
@@ -324,7 +326,7 @@ class Client:
                 cancelled = await cancel_quietly(self, rid, self._track.cancel_grace)
             raise WaitTimeoutError(
                 f"request {rid} did not finish within {timeout} s; it "
-                + ("was cancelled" if cancelled and cancelled.cancelled else "goes on: wait again"),
+                + _after_cancel(cancelled),
                 request_id=rid,
                 timeout=timeout or 0.0,
                 cancel_outcome=cancelled,
@@ -557,6 +559,14 @@ class Client:
         check_model_id(model_id)
         body = await self._transport.call(CallKind.CATALOG, "GET", f"/v1/models/{model_id}", _MODEL)
         return _wire.model_info_from(body, model_id)
+
+
+def _after_cancel(cancelled: CancelOutcome | None) -> str:
+    if cancelled is not None and cancelled.cancelled:
+        return "was cancelled"
+    if cancelled is not None and cancelled.requested:
+        return "has a cancellation requested (it may still run): wait again to learn its end"
+    return "goes on: wait again"
 
 
 def _request_id(request: Request | str) -> str:

@@ -17,7 +17,8 @@
     │   ├── RateLimitError                      429 (.retry_after)
     │   └── ServerError                         5xx, 408: RunComfy could not answer (transient)
     ├── RequestFailedError                      the request ran and produced no output
-    │   └── RequestCancelledError               the request was cancelled
+    │   ├── RequestCancelledError               the request was cancelled
+    │   └── ModelMismatchError                  its result is of another model than submitted
     ├── WaitTimeoutError (TimeoutError)         wait()/run() deadline passed; the request lives on
     └── DownloadError                           an output file was refused or could not be saved
 
@@ -37,6 +38,7 @@ __all__ = [
     "DownloadError",
     "InsufficientBalanceError",
     "InvalidInputError",
+    "ModelMismatchError",
     "NotFoundError",
     "PermissionDeniedError",
     "PreflightError",
@@ -201,6 +203,26 @@ class RequestFailedError(RunComfyError):
 
 class RequestCancelledError(RequestFailedError):
     """The request was cancelled before it produced output."""
+
+
+class ModelMismatchError(RequestFailedError):
+    """RunComfy's result names another model than the one submitted (`model_id` against
+    `submitted_model_id`): it ran and is billed, but its output is not taken as a success
+    of the input. `result` is the Result as read."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: str,
+        model_id: str,
+        submitted_model_id: str,
+        result: Any = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id)
+        self.model_id = model_id
+        self.submitted_model_id = submitted_model_id
+        self.result = result
 
 
 class WaitTimeoutError(RunComfyError, TimeoutError):

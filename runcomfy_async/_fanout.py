@@ -16,6 +16,7 @@ from ._download import DownloadedFile
 from ._errors import (
     DownloadError,
     InvalidInputError,
+    ModelMismatchError,
     RequestCancelledError,
     RequestFailedError,
     RunComfyError,
@@ -443,6 +444,20 @@ class _Engine:
                 timeout=self._timeout or 0.0,
             )
             self._emit(job, error=error)
+        elif isinstance(outcome, Result) and outcome.model_mismatch:
+            # Another model's output must not pass for this input's: the item is an error
+            # (its result attached), and the journal says failed, so a rerun neither takes
+            # it as a success nor pays for the input again unasked.
+            mismatch = ModelMismatchError(
+                f"request {outcome.request_id} was submitted to {outcome.submitted_model_id} "
+                f"but RunComfy's result is of {outcome.model_id}: not taken as a success",
+                request_id=outcome.request_id,
+                model_id=str(outcome.model_id),
+                submitted_model_id=str(outcome.submitted_model_id),
+                result=outcome,
+            )
+            self._record(job, Entry.FAILED, outcome, error=str(mismatch))
+            self._emit(job, result=outcome, error=mismatch)
         elif isinstance(outcome, Result):
             self._record(job, Entry.SUCCEEDED, outcome)
             self._deliver(job, outcome)
@@ -483,7 +498,9 @@ class _Engine:
             self._journal.files(str(job.key), file_records(files))
         self._emit(job, result=result, resumed=resumed, files=tuple(files))
 
-    def _record(self, job: Job, state: Entry, result: Result | None) -> None:
+    def _record(
+        self, job: Job, state: Entry, result: Result | None, *, error: str | None = None
+    ) -> None:
         if self._journal is None:
             return
         output = result.output.data if result is not None and result.output else None
@@ -491,7 +508,7 @@ class _Engine:
             str(job.key),
             state,
             outputs=output,
-            error=result.error if result is not None else None,
+            error=error if error is not None else result.error if result is not None else None,
             cost=result.cost if result is not None else None,
         )
 
@@ -548,7 +565,13 @@ class _Engine:
         """Cancel a request this batch leaves behind if it is queued (True); else list it."""
         if state in (None, State.IN_QUEUE) and self._cancel_on_exit:
             outcome = await self._cancel(request_id)
-            if outcome is not None and outcome.cancelled:
+            cancelled = outcome is not None and outcome.cancelled
+            if outcome is not None and outcome.requested:
+                landed = await self._cancel_landed(request_id)
+                if landed is False:  # it ran after all: the journal still tracks it
+                    return False
+                cancelled = landed is True
+            if cancelled:
                 if self._journal is not None:  # it never ran: a rerun sends it again
                     self._journal.rejected(str(job.key), f"cancelled when {why}")
                 return True
@@ -558,6 +581,21 @@ class _Engine:
 
     async def _cancel(self, request_id: str) -> Any:
         return await cancel_quietly(self.client, request_id, self.client._track.cancel_grace)
+
+    async def _cancel_landed(self, request_id: str) -> bool | None:
+        """Track a request whose cancel RunComfy only took (`cancellation_requested`: it
+        may still run) until it ends, within the cancel grace: True if it was cancelled,
+        False if it ran to an end, None if it still goes on (then it stays unfinished)."""
+        client = self.client
+        tracker = Tracker(request_id, deadline=client._clock() + client._track.cancel_grace)
+        with anyio.CancelScope(shield=True):
+            client._track_request(tracker)
+            outcome = await tracker.wait()
+        if isinstance(outcome, RequestCancelledError):
+            return True
+        if isinstance(outcome, Result | RequestFailedError):
+            return False
+        return None
 
 
 def _encode(value: Any) -> tuple[str, bytes]:

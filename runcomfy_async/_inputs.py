@@ -15,6 +15,8 @@ __all__ = ["ModelInput"]
 
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+")
 _ENCODER = msgspec.json.Encoder()
+#: RunComfy refuses submit bodies over 64 MiB (its own nodes check before sending).
+MAX_SUBMIT_BYTES = 64 * 1024 * 1024
 
 M = TypeVar("M", bound="ModelInput")
 
@@ -109,6 +111,7 @@ def encode_inputs(model: ModelInput | str, inputs: Mapping[str, Any] | None) -> 
         if inputs is not None:
             raise TypeError("pass either a typed input, or a model id and a dict of inputs")
         raw = _encode(model, model.model_id)
+        _check_size(model.model_id, raw, model)
         decode_input(type(model), raw)
         return model.model_id, raw
     if not isinstance(model, str):
@@ -121,10 +124,41 @@ def encode_inputs(model: ModelInput | str, inputs: Mapping[str, Any] | None) -> 
     if not all(isinstance(key, str) for key in inputs):
         raise InvalidInputError(f"{model}: input field names must be strings", model_id=model)
     raw = _encode(dict(inputs), model)
+    _check_size(model, raw, inputs)
     typed = _TYPED.get(model)
     if typed is not None:
         decode_input(typed, raw)
     return model, raw
+
+
+def _check_size(model_id: str, raw: bytes, inputs: object) -> None:
+    """Refuse a body RunComfy would refuse for its size, naming the size and the largest
+    input (typically a `data:` URI), before anything is sent."""
+    if len(raw) <= MAX_SUBMIT_BYTES:
+        return
+    fields = msgspec.to_builtins(inputs)
+    sizes = {
+        str(name): len(_ENCODER.encode(value))
+        for name, value in (fields.items() if isinstance(fields, dict) else ())
+    }
+    largest = max(sizes, key=sizes.__getitem__, default=None)
+    where, field = "", largest
+    if largest is not None:
+        where = f"; the largest input is {largest} ({_mib(sizes[largest])})"
+        if isinstance(inputs, msgspec.Struct):  # the Python name of a typed input's field
+            names = {f.encode_name: f.name for f in msgspec.structs.fields(type(inputs))}
+            field = names.get(largest, largest)
+    raise InvalidInputError(
+        f"{model_id}: the submit body is {_mib(len(raw))} ({len(raw):,} bytes), over RunComfy's "
+        f"limit of 64 MiB ({MAX_SUBMIT_BYTES:,} bytes){where}: nothing was sent. Pass large "
+        "files as https URLs instead of data: URIs",
+        model_id=model_id,
+        field=field,
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB"
 
 
 def check_model_id(model_id: str) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
+import msgspec
 
 from ._errors import (
     NotFoundError,
@@ -178,6 +179,22 @@ class Tracker:
         return self.terminal_seen_at - self.anchor
 
 
+def of_model(result: Result, submitted_model_id: str | None) -> Result:
+    """`result` stamped with the model it was submitted to; a result RunComfy says is of
+    another model is logged as a warning (`result.model_mismatch` says it, too)."""
+    if submitted_model_id is None or result.submitted_model_id is not None:
+        return result
+    result = msgspec.structs.replace(result, submitted_model_id=submitted_model_id)
+    if result.model_mismatch:
+        logger.warning(
+            "request %s was submitted to %s but its result is of %s",
+            result.request_id,
+            submitted_model_id,
+            result.model_id,
+        )
+    return result
+
+
 def settle(result: Result) -> Result | RequestFailedError:
     """The successful result, or the error its state means."""
     if result.state is State.CANCELLED:
@@ -208,7 +225,7 @@ async def poll_once(
             tracker.observe(status.state, status.queue_position, clock())
             tracker.finished = status.state.is_terminal
         if tracker.finished:
-            result = tracker.result = await api.result(rid)
+            result = tracker.result = of_model(await api.result(rid), tracker.model_id)
             if not result.state.is_terminal:
                 return None
             if (

@@ -56,7 +56,16 @@ class State(enum.StrEnum):
         return self._name_ != "UNKNOWN"
 
 
-_ALIASES = {"canceled": "cancelled", "queued": "in_queue", "running": "in_progress"}
+# Words RunComfy's own clients accept besides the documented ones (runcomfy-api.md).
+_ALIASES = {
+    "canceled": "cancelled",
+    "queued": "in_queue",
+    "pending": "in_queue",
+    "waiting": "in_queue",
+    "starting": "in_queue",
+    "running": "in_progress",
+    "processing": "in_progress",
+}
 _TERMINAL = frozenset({State.COMPLETED, State.SUCCEEDED, State.FAILED, State.CANCELLED})
 
 
@@ -89,11 +98,13 @@ class StatusBody(_Body, kw_only=True):
     request_id: Any = None
     status: Any = None
     queue_position: Any = None
+    instance_id: Any = None
     error: Any = None
 
 
 class ResultBody(_Body, kw_only=True):
     request_id: Any = None
+    model_id: Any = None
     status: Any = None
     output: Any = None
     error: Any = None
@@ -112,7 +123,10 @@ class ModelBody(_Body, kw_only=True):
     model_id: Any = None
     id: Any = None
     name: Any = None
+    display_name: Any = None
     category: Any = None
+    categories: Any = None
+    pricing_note: Any = None
     input_schema: Any = None
     output_schema: Any = None
     base_price_usd: Any = None
@@ -183,16 +197,23 @@ def _walk_urls(value: Any) -> Iterator[str]:
 
 
 class Status(msgspec.Struct, frozen=True):
-    """A request's state as /status tells it."""
+    """A request's state as /status tells it; `instance_id` names the worker, if RunComfy
+    says which."""
 
     request_id: str
     state: State
     queue_position: int | None = None
     error: Any = None
+    instance_id: str | None = None
 
 
 class Result(msgspec.Struct, frozen=True):
-    """A request's outcome as /result tells it; `output` is set only on success."""
+    """A request's outcome as /result tells it; `output` is set only on success.
+
+    `model_id` is the model RunComfy says ran (when it says); `submitted_model_id` the one
+    this SDK submitted to, when it knows (a handle, a wait, a batch). `model_mismatch` is
+    True when the two differ: the output is not of the model asked for.
+    """
 
     request_id: str
     state: State
@@ -201,23 +222,50 @@ class Result(msgspec.Struct, frozen=True):
     cost: float | None = None
     created_at: datetime | None = None
     finished_at: datetime | None = None
+    model_id: str | None = None
+    submitted_model_id: str | None = None
 
     @property
     def succeeded(self) -> bool:
         """True when the request finished with output."""
         return self.state in (State.SUCCEEDED, State.COMPLETED) and self.output is not None
 
+    @property
+    def model_mismatch(self) -> bool:
+        """True when RunComfy's `model_id` is not the model that was submitted."""
+        return (
+            self.model_id is not None
+            and self.submitted_model_id is not None
+            and self.model_id != self.submitted_model_id
+        )
+
 
 class CancelOutcome(msgspec.Struct, frozen=True):
-    """What a cancel achieved: `cancelled` is True only if the request will not run."""
+    """What a cancel achieved: `cancelled` is True only if the request will not run.
+
+    `outcome` is RunComfy's word: `cancelled`, `not_cancellable` (running or finished: it
+    is billed), `cancellation_requested` (asked, not yet done: it may still run; see
+    `requested`), or `unknown`. `state` is the request's status the answer gave, if any.
+    """
 
     request_id: str
     cancelled: bool
     outcome: str
+    state: State | None = None
+
+    @property
+    def requested(self) -> bool:
+        """True when RunComfy took the cancel but has not done it yet: keep tracking."""
+        return self.outcome == "cancellation_requested"
 
 
 class ModelInfo(msgspec.Struct, frozen=True):
-    """A catalog entry: the input schema and the base price (USD per `price_unit`)."""
+    """A catalog entry: the input schema and the base price (USD per `price_unit`).
+
+    `name` is the display name (`display_name`, or `name`); `categories` every category the
+    entry lists (`categories`, or its one `category`), `category` the first of them.
+    `pricing_note` is RunComfy's own words on how the price applies, when it gives any.
+    """
 
     model_id: str
     name: str | None = None
@@ -226,6 +274,8 @@ class ModelInfo(msgspec.Struct, frozen=True):
     output_schema: dict[str, Any] | None = None
     base_price_usd: float | None = None
     price_unit: str | None = None
+    categories: tuple[str, ...] = ()
+    pricing_note: str | None = None
 
 
 # ---------------------------------------------------------------- lenient field parsers
@@ -309,10 +359,13 @@ def status_from(body: StatusBody, request_id: str) -> Status:
         state=parse_state(body.status),
         queue_position=parse_int(body.queue_position),
         error=body.error,
+        instance_id=_text(body.instance_id),
     )
 
 
-def result_from(body: ResultBody, request_id: str) -> Result:
+def result_from(
+    body: ResultBody, request_id: str, submitted_model_id: str | None = None
+) -> Result:
     state = parse_state(body.status)
     output = Output(body.output) if isinstance(body.output, dict) else None
     if output is not None and state in (State.FAILED, State.CANCELLED):
@@ -325,6 +378,8 @@ def result_from(body: ResultBody, request_id: str) -> Result:
         cost=parse_float(body.cost),
         created_at=parse_timestamp(body.created_at),
         finished_at=parse_timestamp(body.finished_at),
+        model_id=_text(body.model_id),
+        submitted_model_id=submitted_model_id,
     )
 
 
@@ -337,17 +392,27 @@ def cancel_from(body: CancelBody, request_id: str) -> CancelOutcome:
         request_id=body.request_id if isinstance(body.request_id, str) else request_id,
         cancelled=parse_state(outcome) is State.CANCELLED,
         outcome=outcome,
+        state=state,
     )
 
 
 def model_info_from(body: ModelBody, model_id: str) -> ModelInfo:
     found = body.model_id if isinstance(body.model_id, str) else body.id
+    categories = body.categories if isinstance(body.categories, list) else [body.category]
+    listed = tuple(dict.fromkeys(c.strip() for c in categories if isinstance(c, str) and c.strip()))
     return ModelInfo(
         model_id=found if isinstance(found, str) else model_id,
-        name=body.name if isinstance(body.name, str) else None,
-        category=body.category if isinstance(body.category, str) else None,
+        name=_text(body.display_name) or _text(body.name),
+        category=listed[0] if listed else None,
+        categories=listed,
+        pricing_note=_text(body.pricing_note),
         input_schema=body.input_schema if isinstance(body.input_schema, dict) else None,
         output_schema=body.output_schema if isinstance(body.output_schema, dict) else None,
         base_price_usd=parse_float(body.base_price_usd),
         price_unit=body.price_unit if isinstance(body.price_unit, str) else None,
     )
+
+
+def _text(value: Any) -> str | None:
+    """A non-empty string field, else None."""
+    return value if isinstance(value, str) and value.strip() else None
