@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from ._errors import NotFoundError, RunComfyError
+from ._errors import BadRequestError, NotFoundError, RunComfyError
 from ._inputs import _TYPED
 from ._preflight import Preflight
 from ._retry import Clock
@@ -21,6 +21,7 @@ __all__ = ["InputChecks"]
 logger = logging.getLogger("runcomfy_async")
 
 RETRY_CATALOG_AFTER = 60.0  # seconds before a model's catalog entry is asked for again
+UNKNOWN_MODEL = 400001  # RunComfy's "invalid model or resource id"
 
 
 class InputChecks:
@@ -58,11 +59,16 @@ class InputChecks:
                 return None
             try:
                 info = await self._fetch(model_id)
-            except NotFoundError:
-                logger.info("%s is not in RunComfy's catalog: its inputs are not checked", model_id)
-                self._validators[model_id] = None
-                return None
-            except RunComfyError as exc:  # an outage must not block the submit itself
+            except RunComfyError as exc:
+                # RunComfy says "unknown model" as HTTP 404 or as 400001 (its docs): same thing.
+                unknown = isinstance(exc, NotFoundError) or (
+                    isinstance(exc, BadRequestError) and exc.error_code == UNKNOWN_MODEL
+                )
+                if unknown:
+                    logger.info("%s is not in RunComfy's catalog: inputs not checked", model_id)
+                    self._validators[model_id] = None
+                    return None
+                # An outage must not block the submit itself.
                 logger.warning(
                     "the catalog entry of %s could not be read (%s): inputs sent unchecked",
                     model_id,

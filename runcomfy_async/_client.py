@@ -325,8 +325,7 @@ class Client:
             if cancel_on_timeout:
                 cancelled = await cancel_quietly(self, rid, self._track.cancel_grace)
             raise WaitTimeoutError(
-                f"request {rid} did not finish within {timeout} s; it "
-                + _after_cancel(cancelled),
+                f"request {rid} did not finish within {timeout} s; it " + _after_cancel(cancelled),
                 request_id=rid,
                 timeout=timeout or 0.0,
                 cancel_outcome=cancelled,

@@ -363,9 +363,7 @@ def status_from(body: StatusBody, request_id: str) -> Status:
     )
 
 
-def result_from(
-    body: ResultBody, request_id: str, submitted_model_id: str | None = None
-) -> Result:
+def result_from(body: ResultBody, request_id: str, submitted_model_id: str | None = None) -> Result:
     state = parse_state(body.status)
     output = Output(body.output) if isinstance(body.output, dict) else None
     if output is not None and state in (State.FAILED, State.CANCELLED):

@@ -103,12 +103,18 @@ def test_lookups_under_simulate_answer_not_found(cli: Any, command: str) -> None
 def test_models_info_shows_schema_and_price(cli: Any) -> None:
     done = cli("models", "info", WAN, "--simulate")
     assert done.code == 0
-    assert "$0.0400 per image" in done.out
+    assert "$0.0400 per output" in done.out
+    assert done.out.startswith(f"{WAN}: Wan 2.2 Text to Image (text-to-image)\n")
     assert "prompt" in done.out
     assert "required" in done.out
     answer = json.loads(cli("models", "info", RUNWAY, "--simulate", "--json").out)
     assert answer["price_unit"] == "second"
     assert answer["input_schema"]["required"] == ["promptText", "promptImage"]
+    assert answer["categories"] == ["image-to-video"]
+    assert answer["name"] == "Runway Gen-3 Alpha Turbo Image to Video"
+    assert "per second" in answer["pricing_note"]
+    kling = cli("models", "info", "kling/kling-2-1/master/text-to-video", "--simulate").out
+    assert "\npricing: Billed per second of output video" in kling
 
 
 def test_bad_enum_value_exits_2_with_one_line_naming_the_field(cli: Any) -> None:
