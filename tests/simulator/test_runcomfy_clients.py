@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -289,3 +292,26 @@ def test_the_command_line_sets_the_new_quirks() -> None:
     }
     with pytest.raises(ValueError, match="WORD=OTHER"):
         config_from_args(parser.parse_args(["--state-word", "pending"]))
+
+
+async def test_the_simulator_answers_in_the_shapes_of_the_recorded_payloads(
+    start: Start, session: aiohttp.ClientSession
+) -> None:
+    sim = await start()
+    _, categories = await call(session, "GET", f"{sim.url}/v1/models/categories")
+    recorded = _payload("catalog_categories")
+    assert set(categories) == set(recorded)
+    assert {frozenset(c) for c in categories["categories"]} == {
+        frozenset(c) for c in recorded["categories"]
+    }
+    _, kling = await call(session, "GET", f"{sim.url}/v1/models/{KLING_VIDEO}")
+    assert set(kling) == set(_payload("catalog_entry_display_name")) | {"output_schema"}
+    _, bare = await call(session, "GET", f"{sim.url}/v1/models?include_schema=false&kind=video")
+    recorded_keys = {frozenset(m) for m in _payload("catalog_list_without_schema")["models"]}
+    assert {frozenset(m) for m in bare["models"]} <= recorded_keys
+
+
+def _payload(name: str) -> dict[str, Any]:
+    path = Path(__file__).resolve().parent.parent / "payloads" / f"{name}.json"
+    body: dict[str, Any] = json.loads(path.read_text())["body"]
+    return body

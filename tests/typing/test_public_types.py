@@ -65,6 +65,10 @@ def check_values(status: rc.Status, result: rc.Result, outcome: rc.CancelOutcome
     assert_type(status.request_id, str)
     assert_type(status.state, rc.State)
     assert_type(status.queue_position, int | None)
+    assert_type(status.instance_id, str | None)
+    assert_type(result.model_id, str | None)
+    assert_type(result.submitted_model_id, str | None)
+    assert_type(result.model_mismatch, bool)
     assert_type(status.error, Any)
 
     assert_type(result.request_id, str)
@@ -79,6 +83,8 @@ def check_values(status: rc.Status, result: rc.Result, outcome: rc.CancelOutcome
     assert_type(outcome.request_id, str)
     assert_type(outcome.cancelled, bool)
     assert_type(outcome.outcome, str)
+    assert_type(outcome.requested, bool)
+    assert_type(outcome.state, rc.State | None)
 
 
 def check_state(state: rc.State) -> None:
@@ -109,6 +115,14 @@ def check_model_info(info: rc.ModelInfo) -> None:
     assert_type(info.input_schema, dict[str, Any] | None)
     assert_type(info.base_price_usd, float | None)
     assert_type(info.price_unit, str | None)
+    assert_type(info.categories, tuple[str, ...])
+    assert_type(info.pricing_note, str | None)
+
+
+def check_model_mismatch(error: rc.ModelMismatchError) -> None:
+    assert_type(error.model_id, str)
+    assert_type(error.submitted_model_id, str)
+    assert_type(error.request_id, str)
 
 
 def check_errors(
