@@ -84,7 +84,11 @@ def test_status_result_and_cancel_against_a_running_simulator(
     assert json.loads(status.out)["state"] in ("in_queue", "in_progress", "completed")
     cancel = cli("cancel", rid, *common, "--json")
     assert cancel.code == 0
-    assert set(json.loads(cancel.out)) == {"request_id", "cancelled", "outcome"}
+    answer = json.loads(cancel.out)
+    assert set(answer) == {"request_id", "cancelled", "outcome", "state"}
+    # the request's status after the cancel: never "completed" for a request cancelled or running
+    expected = {"cancelled": "cancelled", "not_cancellable": ("in_progress", "completed")}
+    assert answer["state"] in expected[answer["outcome"]]
     result = cli("result", rid, *common, "--json")
     assert json.loads(result.out)["request_id"] == rid
     # a cancelled request is a job failure (1); one that ran is fine (0)

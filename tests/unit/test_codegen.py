@@ -25,7 +25,7 @@ from runcomfy_async._codegen import (
     write_model_module,
 )
 from runcomfy_async._schema import build_validator
-from runcomfy_async._wire import ModelInfo
+from runcomfy_async._wire import ModelBody, ModelInfo, model_info_from
 from runcomfy_async.simulator import RUNWAY_IMAGE_TO_VIDEO, WAN_TEXT_TO_IMAGE
 from runcomfy_async.simulator._catalog import build_catalog
 from runcomfy_async.simulator._catalog_extra import catalog_models
@@ -40,8 +40,8 @@ IMAGE = "https://example.com/fox.png"
 
 def info_of(model_id: str) -> ModelInfo:
     """The catalog entry as the client reads it from `GET /v1/models/{id}`."""
-    entry = msgspec.json.decode(msgspec.json.encode(CATALOG[model_id].to_json()))
-    return msgspec.convert(entry, ModelInfo)
+    body = msgspec.json.decode(msgspec.json.encode(CATALOG[model_id].to_json()), type=ModelBody)
+    return model_info_from(body, model_id)
 
 
 def generate(model_id: str, **options: Any) -> str:
