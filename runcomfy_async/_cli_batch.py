@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import os
 import shlex
-import signal
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -19,6 +15,7 @@ from typing import IO, Any
 
 import anyio
 
+from ._cli_interrupt import catch_ctrl_c
 from ._cli_output import (
     EXIT_INTERRUPTED,
     CommandError,
@@ -27,6 +24,7 @@ from ._cli_output import (
     print_summary,
     usd,
     warn,
+    writable_folder,
 )
 from ._client import Client
 from ._cost import CostEstimate, estimate_cost
@@ -156,49 +154,11 @@ def manifest_line(item: Item, out: Path) -> dict[str, Any]:
     }
 
 
-class _Interrupts:
-    """SIGINT in the running loop: the first ends the batch cleanly, a second exits at once."""
-
-    def __init__(self, scope: anyio.CancelScope) -> None:
-        self.scope = scope
-        self.count = 0
-
-    def __call__(self) -> None:
-        self.count += 1
-        if self.count == 1:
-            warn("interrupted: cancelling the queued requests (Ctrl-C again to quit at once)")
-            self.scope.cancel()
-            return
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os.write(2, b"runcomfy: interrupted again: exiting without cleanup\n")
-        os._exit(EXIT_INTERRUPTED)
-
-
-@contextlib.contextmanager
-def _sigint(handler: Callable[[], None]) -> Iterator[None]:
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGINT, handler)
-    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread; Windows
-        yield
-        return
-    try:
-        yield
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
-
-
 def _prepare(source: Path, out: Path) -> Path:
-    """Check the input file exists; create the output folder and return its absolute path."""
+    """Check the input file exists and the output folder can be written; its absolute path."""
     if not source.is_file():
         raise CommandError(f"no such input file: {source}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CommandError(f"cannot create --out {out}: {exc.strerror or exc}") from None
-    return out.resolve()
+    return writable_folder(out)
 
 
 def _budget(estimate: CostEstimate, max_cost: float | None) -> None:
@@ -238,8 +198,6 @@ async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: 
         _budget(cost, args.max_cost)
 
         tally, started = Tally(), time.monotonic()
-        stop = anyio.CancelScope()
-        interrupts = _Interrupts(stop)
         batch = client.map(
             ((args.model_id, inputs) for inputs in source.read(report=False)),
             max_in_flight=args.max_in_flight,
@@ -250,10 +208,13 @@ async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: 
             preflight=args.preflight,
         )
         display = ProgressDisplay.for_stderr(count, tally)
-        with manifest.open("w", encoding="utf-8") as sink, _sigint(interrupts):
+        ctrl_c = catch_ctrl_c(
+            "interrupted: cancelling the queued requests (Ctrl-C again to quit at once)"
+        )
+        with manifest.open("w", encoding="utf-8") as sink, ctrl_c as interrupts:
             try:
                 async with batch:
-                    with stop:
+                    with interrupts.scope:
                         async with anyio.create_task_group() as group:
                             group.start_soon(display.run, batch.progress)
                             async for item in batch:

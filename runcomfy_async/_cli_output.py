@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +38,9 @@ __all__ = [
     "EPILOG",
     "EXIT_CODES",
     "EXIT_INTERRUPTED",
+    "EXIT_NOT_SAVED",
     "CommandError",
+    "NotSavedError",
     "ProgressDisplay",
     "Tally",
     "describe_model",
@@ -50,18 +54,30 @@ __all__ = [
     "schema_lines",
     "usd",
     "warn",
+    "writable_folder",
 ]
 
 
 class CommandError(Exception):
-    """A problem the command line reports in one line and exits on, with its own exit status."""
+    """A problem the command line reports in one line and exits on, with its own exit status;
+    `hint` is a second line saying what to do next (e.g. the command that waits again)."""
 
-    def __init__(self, message: str, code: int = 2) -> None:
+    def __init__(self, message: str, code: int = 2, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.hint = hint
 
 
+EXIT_NOT_SAVED = 7
 EXIT_INTERRUPTED = 130
+
+
+class NotSavedError(CommandError):
+    """The request succeeded (and was billed) but its outputs could not be saved."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, EXIT_NOT_SAVED, hint=hint)
+
 
 #: Exit status by error class: the first class of an error's MRO found here decides.
 EXIT_CODES: dict[type[BaseException], int] = {
@@ -82,6 +98,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     DownloadError: 4,
     NotFoundError: 5,
     WaitTimeoutError: 6,
+    NotSavedError: EXIT_NOT_SAVED,  # succeeded, not saved: `runcomfy result ID --out DIR`
 }
 
 EPILOG = """\
@@ -92,7 +109,8 @@ exit status:
   3    authentication, permission or balance
   4    network, server, or a submit whose outcome is unknown
   5    not found (model or request_id)
-  6    timeout (--timeout passed; the request goes on)
+  6    timeout (--timeout passed; the request goes on: `runcomfy wait ID`)
+  7    succeeded, not saved: the outputs could not be written (`runcomfy result ID --out DIR`)
   130  interrupted (Ctrl-C)
 
 The API key comes from RUNCOMFY_API_KEY (or RUNCOMFY_API_TOKEN) or --api-key-file PATH;
@@ -108,6 +126,25 @@ def exit_code(exc: BaseException) -> int:
         if cls in EXIT_CODES:
             return EXIT_CODES[cls]
     return 1
+
+
+def writable_folder(path: Path, option: str = "--out") -> Path:
+    """`path` as an absolute folder we can write into, created if missing; else CommandError,
+    before anything is submitted (a result that cannot be saved is paid for and lost)."""
+    refuse = f"nothing was submitted: {option} {path}"
+    if path.exists() and not path.is_dir():
+        raise CommandError(f"{refuse} is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"{refuse} cannot be created: {exc.strerror or exc}") from None
+    try:  # the one sure test: os.access says yes to root on a read-only mount
+        handle, probe = tempfile.mkstemp(prefix=".runcomfy-", suffix=".probe", dir=path)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CommandError(f"{refuse} cannot be written: {exc.strerror or exc}") from None
+    return path.resolve()
 
 
 def leaf_error(exc: BaseException) -> BaseException:

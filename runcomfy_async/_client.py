@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -12,6 +13,7 @@ from collections.abc import (
     Callable,
     Hashable,
     Iterable,
+    Iterator,
     Mapping,
 )
 from types import TracebackType
@@ -25,7 +27,13 @@ from . import _wire
 from ._checks import InputChecks
 from ._config import Timeouts, environ, is_loopback, resolve_api_key, resolve_base_url
 from ._download import DownloadedFile, Downloader, download_result
-from ._errors import ConfigurationError, ResultNotReadyError, RunComfyError, WaitTimeoutError
+from ._errors import (
+    APIError,
+    ConfigurationError,
+    ResultNotReadyError,
+    RunComfyError,
+    WaitTimeoutError,
+)
 from ._fanout import Batch, _Engine
 from ._inputs import ModelInput, check_model_id, encode_inputs
 from ._items import BatchInput, Change
@@ -261,9 +269,10 @@ class Client:
     async def status(self, request: Request | str) -> Status:
         """The request's current state; a failed or cancelled request is a state, not an error."""
         rid = _request_id(request)
-        body = await self._transport.call(
-            CallKind.STATUS, "GET", f"/v1/requests/{quote(rid, safe='')}/status", _STATUS
-        )
+        with _about(rid):
+            body = await self._transport.call(
+                CallKind.STATUS, "GET", f"/v1/requests/{quote(rid, safe='')}/status", _STATUS
+            )
         return _wire.status_from(body, rid)
 
     async def result(self, request: Request | str, *, include_cost: bool = True) -> Result:
@@ -271,13 +280,14 @@ class Client:
         while unfinished. Never raises for a state."""
         rid = _request_id(request)
         try:
-            body = await self._transport.call(
-                CallKind.RESULT,
-                "GET",
-                f"/v1/requests/{quote(rid, safe='')}/result",
-                _RESULT,
-                params={"include_cost": "true"} if include_cost else None,
-            )
+            with _about(rid):
+                body = await self._transport.call(
+                    CallKind.RESULT,
+                    "GET",
+                    f"/v1/requests/{quote(rid, safe='')}/result",
+                    _RESULT,
+                    params={"include_cost": "true"} if include_cost else None,
+                )
         except ResultNotReadyError:
             # RunComfy's 400005: not ready. Report the state /status knows instead.
             status = await self.status(rid)
@@ -519,9 +529,10 @@ class Client:
         """Ask RunComfy to cancel a queued request. A running or finished one cannot be
         (outcome `not_cancellable`, and it is billed); that is reported, not raised."""
         rid = _request_id(request)
-        body = await self._transport.call(
-            CallKind.CANCEL, "POST", f"/v1/requests/{quote(rid, safe='')}/cancel", _CANCEL
-        )
+        with _about(rid):
+            body = await self._transport.call(
+                CallKind.CANCEL, "POST", f"/v1/requests/{quote(rid, safe='')}/cancel", _CANCEL
+            )
         return _wire.cancel_from(body, rid)
 
     async def cancel_many(
@@ -557,6 +568,17 @@ class Client:
         check_model_id(model_id)
         body = await self._transport.call(CallKind.CATALOG, "GET", f"/v1/models/{model_id}", _MODEL)
         return _wire.model_info_from(body, model_id)
+
+
+@contextlib.contextmanager
+def _about(request_id: str) -> Iterator[None]:
+    """RunComfy's errors about one request name it (`request_id`, and in the message)."""
+    try:
+        yield
+    except APIError as exc:
+        if exc.request_id is None:
+            exc.request_id = request_id
+        raise
 
 
 def _request_id(request: Request | str) -> str:
