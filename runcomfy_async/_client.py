@@ -26,7 +26,7 @@ import msgspec
 from . import _wire
 from ._checks import InputChecks
 from ._config import Timeouts, environ, is_loopback, resolve_api_key, resolve_base_url
-from ._download import DownloadedFile, Downloader, download_result
+from ._download import DEFAULT_TEMPLATE, DownloadedFile, Downloader, download_result
 from ._errors import (
     APIError,
     ConfigurationError,
@@ -422,8 +422,9 @@ class Client:
         on_change: Callable[[Change], None] | None = None,
         journal: str | os.PathLike[str] | None = None,
         resubmit_unknown: bool = False,
+        retry_failed: bool = False,
         download_to: str | os.PathLike[str] | None = None,
-        name_template: str = "{key}-{n}.{ext}",
+        name_template: str = DEFAULT_TEMPLATE,
         validate: bool | None = None,
         preflight: bool | None = None,
     ) -> Batch:
@@ -436,18 +437,28 @@ class Client:
         unfinished requests yield WaitTimeoutError items. Leaving early cancels the queued
         requests this batch submitted (`cancel_on_exit`); running ones are listed in
         `batch.unfinished`. `key(input)` names items (default: the index); `on_change` is
-        called on every state change; `batch.progress` has live counts.
+        called on every state change; `batch.progress` has live counts. An input given as
+        `rc.Numbered(input, index, line)` is known by that index (and line) in its Item, the
+        journal and file names. If the iterable raises, the inputs read before it are still
+        tracked to the end and yield their items; then the iteration raises its exception.
 
         With `journal` (a SQLite file path), every input's fate is written ahead: a rerun
         with the same journal skips finished inputs (their items come back with
         `resumed=True`), re-attaches to requests already submitted, submits only what was
         never sent, and reports inputs whose submit had an unknown outcome instead of paying
-        twice (`resubmit_unknown=True` sends those again). Keys then default to a hash of
-        the model id and inputs, so a reordered input file resumes correctly.
+        twice (`resubmit_unknown=True` sends those again). Inputs whose request ran and
+        failed stay failed, unless `retry_failed=True` resubmits them (a new, billed request;
+        the journal keeps the earlier one). Keys then default to a hash of the model id and
+        inputs, so a reordered input file resumes correctly; the k-th repeat of the same
+        inputs is an input of its own. The journal's folder is created; one run at a time
+        holds it (another raises JournalBusyError, from `await batch.open()` or `async with`).
 
         With `download_to` (a directory), each success's outputs are downloaded as it
         arrives, before its item is yielded (`item.files`; see download()), and recorded with
         size and sha256 in the journal; a rerun downloads what an interrupted run had not.
+        Names come from `name_template` ({index}, {line}, {slug} of the prompt, {key}, {n},
+        {request_id}, {ext}; default `0007-a-red-fox-0.png`), chosen when a file is saved and
+        kept by the journal: a resumed batch never renames.
 
         `validate` and `preflight` are as for submit(); a batch's pre-flight measures each
         file URL once, however many inputs name it. An input they refuse is an item with
@@ -464,6 +475,7 @@ class Client:
                 on_change=on_change,
                 journal=journal,
                 resubmit_unknown=resubmit_unknown,
+                retry_failed=retry_failed,
                 download_to=download_to,
                 name_template=name_template,
                 validate=validate,
