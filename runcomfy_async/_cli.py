@@ -225,11 +225,11 @@ async def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     async with open_client(args) as client:
         request = await client.submit(args.model_id, inputs)
-        submitted(request.request_id)
         timeout = args.timeout
         if timeout is not None:  # --timeout covers the submit and the wait
             timeout = max(timeout - (time.monotonic() - started), 1e-3)
-        result = await wait_for(args, client, request.request_id, timeout=timeout, out=out)
+        rid = request.request_id
+        result = await wait_for(args, client, rid, timeout=timeout, out=out, announce=True)
         return await deliver(args, client, result, out)
 
 

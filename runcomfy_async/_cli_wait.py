@@ -54,14 +54,18 @@ async def wait_for(
     *,
     timeout: float | None,
     out: Path | None,
+    announce: bool = False,
 ) -> Result:
     """Wait for the request's Result; a timeout or Ctrl-C is a CommandError saying what became
-    of the request (cancelled while queued, or running and billed) and how to wait again."""
+    of the request (cancelled while queued, or running and billed) and how to wait again.
+    `announce` prints the request_id as just submitted, once Ctrl-C is ours to handle."""
     wait_again = f"to wait for it again, run: {again(args, 'wait', request_id, out)}"
     with catch_ctrl_c(
         f"interrupted: cancelling request {request_id} if it is still queued "
         "(Ctrl-C again to quit at once)"
     ) as ctrl_c:
+        if announce:
+            submitted(request_id)
         with ctrl_c.scope:
             try:
                 return await client.wait(request_id, timeout=timeout, cancel_on_interrupt=False)
