@@ -17,7 +17,7 @@ from collections.abc import (
     Mapping,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, overload
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -483,16 +483,40 @@ class Client:
             )
         )
 
+    @overload
     def as_completed(
-        self, requests: Iterable[Request | str], *, timeout: float | None = None
-    ) -> AsyncIterator[Result]:
+        self,
+        requests: Iterable[Request | str],
+        *,
+        timeout: float | None = ...,
+        return_exceptions: Literal[False] = ...,
+    ) -> AsyncIterator[Result]: ...
+    @overload
+    def as_completed(
+        self,
+        requests: Iterable[Request | str],
+        *,
+        timeout: float | None = ...,
+        return_exceptions: Literal[True],
+    ) -> AsyncIterator[Result | RunComfyError]: ...
+
+    def as_completed(
+        self,
+        requests: Iterable[Request | str],
+        *,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> AsyncIterator[Result] | AsyncIterator[Result | RunComfyError]:
         """Yield the Result of each request (handle or request_id) as it finishes.
 
-        Failed and cancelled requests are yielded as Results with that state; a request that
-        does not exist raises NotFoundError. After `timeout` seconds WaitTimeoutError is
-        raised; the requests go on.
+        Failed and cancelled requests are yielded as Results with that state. A request that
+        cannot be tracked (NotFoundError for an unknown or expired id, naming it in
+        `request_id` and the message) never costs the others their results: they are all
+        yielded first, then its error is raised (a note lists any others). With
+        `return_exceptions=True` such errors are yielded in place of that request's Result
+        instead. After `timeout` seconds WaitTimeoutError is raised; the requests go on.
         """
-        return as_completed(self, requests, timeout=timeout)
+        return as_completed(self, requests, timeout=timeout, return_exceptions=return_exceptions)
 
     def watch(
         self, request: Request | str, *, timeout: float | None = None
