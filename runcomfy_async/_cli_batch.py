@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 
 from ._cli_interrupt import catch_ctrl_c
-from ._cli_manifest import WORDS, skipped_row, write_manifest
+from ._cli_manifest import skipped_row, word, write_manifest
 from ._cli_output import (
     EXIT_INTERRUPTED,
     CommandError,
@@ -304,7 +304,7 @@ async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: 
                 final = read_journal(journal)
                 write_manifest(manifest, final, plan.skipped, resumed=done_before)
         finished_early = tally.done
-        tally.settle(plan.keys, {row.key: WORDS[row.state] for row in final})
+        tally.settle(plan.keys, {row.key: word(row) for row in final})
         print_summary(tally, len(plan.skipped), time.monotonic() - started, out, manifest, journal)
         if interrupts.count:
             warn(

@@ -11,7 +11,7 @@ from typing import Any
 
 from ._journal import Entry, JournalRow
 
-__all__ = ["WORDS", "skipped_row", "write_manifest"]
+__all__ = ["WORDS", "skipped_row", "word", "write_manifest"]
 
 #: The manifest's (and the summary's) word for a journal state.
 WORDS: dict[Entry, str] = {
@@ -26,6 +26,15 @@ WORDS: dict[Entry, str] = {
 }
 
 
+def word(row: JournalRow) -> str:
+    """The manifest's word for where a row stands. A request that was queued when the batch
+    ended and got cancelled is journaled "rejected" with its request_id (a rerun sends it
+    again, free): that is "cancelled" to the user."""
+    if row.state is Entry.REJECTED and row.request_id is not None:
+        return "cancelled"
+    return WORDS.get(row.state, str(row.state))
+
+
 def journal_row(row: JournalRow, out: Path, resumed: bool) -> dict[str, Any]:
     """A journal row as a manifest line; file paths are relative to the manifest's folder."""
     return {
@@ -35,7 +44,7 @@ def journal_row(row: JournalRow, out: Path, resumed: bool) -> dict[str, Any]:
         "model_id": row.model_id,
         "input": row.inputs,
         "request_id": row.request_id,
-        "state": WORDS.get(row.state, str(row.state)),
+        "state": word(row),
         "error": row.error,
         "cost": row.cost,
         "files": [
