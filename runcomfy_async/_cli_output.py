@@ -109,7 +109,7 @@ exit status:
   3    authentication, permission or balance
   4    network, server, or a submit whose outcome is unknown
   5    not found (model or request_id)
-  6    timeout (--timeout passed; the request goes on: `runcomfy wait ID`)
+  6    not finished in time (--timeout; result --out of an unfinished one): `runcomfy wait ID`
   7    succeeded, not saved: the outputs could not be written (`runcomfy result ID --out DIR`)
   130  interrupted (Ctrl-C)
 
