@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import secrets
 import sys
@@ -338,6 +339,21 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
 LOOKUPS = frozenset({"status", "result", "wait", "cancel"})
 
 
+def _quiet_sdk_logs() -> None:
+    """The command line reports outcomes itself (counts, one-line pointers to the manifest):
+    the SDK's warnings would repeat them as a dump of ids, so only its errors are shown."""
+    sdk = logging.getLogger("runcomfy_async")
+    if not any(isinstance(handler, _ErrorsToStderr) for handler in sdk.handlers):
+        sdk.addHandler(_ErrorsToStderr(logging.ERROR))
+
+
+class _ErrorsToStderr(logging.Handler):
+    """One line per SDK error on whatever sys.stderr is at the time (it may be replaced)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warn(record.getMessage())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `runcomfy` command; returns the exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -353,6 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error argparse reported
         return exc.code if isinstance(exc.code, int) else 2
     args.argv = arguments
+    _quiet_sdk_logs()
     try:
         if args.simulate and args.base_url:
             raise CommandError("--simulate and --base-url exclude each other")

@@ -153,6 +153,7 @@ def check_inputs(data: Mapping[str, Any]) -> None:
     )
     assert_type(wan.model_id, str)
     assert_type(wan.prompt, str)
+    assert_type(wan.to_dict(), dict[str, Any])
     runway = models.RunwayGen3TurboImageToVideo(
         prompt_text="fox", prompt_image="https://example.com/fox.png", ratio="768:1280", duration=10
     )
@@ -167,6 +168,17 @@ def check_inputs(data: Mapping[str, Any]) -> None:
         duration=7,  # type: ignore[arg-type]
     )
     models.RunwayGen3TurboImageToVideo(promptText="fox")  # type: ignore[call-arg]
+
+
+async def check_as_completed_and_estimates(client: rc.Client, info: rc.ModelInfo) -> None:
+    async for result in client.as_completed(["a", "b"], timeout=10.0):
+        assert_type(result, rc.Result)
+    async for one in client.as_completed(["a"], return_exceptions=True):
+        assert_type(one, rc.Result | rc.RunComfyError)
+    wan = models.Wan22TextToImage(prompt="fox")
+    pair = ("acme/model", {"x": 1})
+    estimate = rc.estimate_cost(info, [wan, pair, rc.Numbered(wan, 3, line=4), {"x": 1}])
+    assert_type(estimate, rc.CostEstimate)
 
 
 def check_configuration() -> None:
