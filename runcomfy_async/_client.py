@@ -28,8 +28,10 @@ from ._checks import InputChecks
 from ._config import Timeouts, environ, is_loopback, resolve_api_key, resolve_base_url
 from ._download import DEFAULT_TEMPLATE, DownloadedFile, Downloader, download_result
 from ._errors import (
-    APIError,
+    BadRequestError,
     ConfigurationError,
+    NotFoundError,
+    PermissionDeniedError,
     ResultNotReadyError,
     RunComfyError,
     WaitTimeoutError,
@@ -608,10 +610,11 @@ class Client:
 
 @contextlib.contextmanager
 def _about(request_id: str) -> Iterator[None]:
-    """RunComfy's errors about one request name it (`request_id`, and in the message)."""
+    """RunComfy's errors about one request (not found, not yours, not a valid id) name it
+    (`request_id`, and in the message); a 429 or 5xx is about the service, not the request."""
     try:
         yield
-    except APIError as exc:
+    except (NotFoundError, PermissionDeniedError, BadRequestError) as exc:
         if exc.request_id is None:
             exc.request_id = request_id
         raise
