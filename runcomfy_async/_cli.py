@@ -375,8 +375,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CommandError("--simulate and --base-url exclude each other")
         args.api_key = read_key(args)  # a Secret: its repr never shows the key
         return asyncio.run(COMMANDS[args.command](args))
-    except KeyboardInterrupt:
-        warn("interrupted")
+    except KeyboardInterrupt:  # before a command's own Ctrl-C handling (e.g. mid-submit)
+        if args.command in ("run", "submit") and not args.simulate:
+            warn(
+                "interrupted before RunComfy answered: if the submit had left, a request may "
+                "exist (and be billed); check your RunComfy dashboard"
+            )
+        else:
+            warn("interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # one line on stderr, never a traceback
         leaf = leaf_error(exc)

@@ -119,13 +119,18 @@ def test_name_template_names_the_files_from_line_and_prompt(cli: Any, tmp_path: 
 def interrupt_a_batch(sim: SimProcess, key_file: Path, args: list[str]) -> tuple[int, str, str]:
     process = cli_process(*args, "--base-url", sim.url, "--api-key-file", key_file)
     errors = lines_of(process.stderr)
-    wait_for(errors, "runcomfy batch: ")
-    deadline = time.monotonic() + 20
-    while [job["state"] for job in sim.ledger()["jobs"]].count("in_progress") < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    out, _ = process.communicate(timeout=30)
+    try:
+        wait_for(errors, "runcomfy batch: ")
+        deadline = time.monotonic() + 20
+        while [job["state"] for job in sim.ledger()["jobs"]].count("in_progress") < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:  # a failed check: leave no process behind
+            process.kill()
+            process.wait()
     err = []
     while (line := errors.get(timeout=30)) != "":
         err.append(line)

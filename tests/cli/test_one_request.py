@@ -183,13 +183,18 @@ def interrupted_run(sim: SimProcess, key_file: Path, until: str) -> tuple[str, s
         "run", WAN, "-i", "prompt=interrupt me", "--base-url", sim.url, "--api-key-file", key_file
     )
     errors = lines_of(process.stderr)
-    rid = request_id_of("".join(wait_for(errors, "submitted request")))
-    deadline = time.monotonic() + 20
-    while job(sim, rid)["state"] != until:
-        assert time.monotonic() < deadline, job(sim, rid)
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=30)
+    try:
+        rid = request_id_of("".join(wait_for(errors, "submitted request")))
+        deadline = time.monotonic() + 20
+        while job(sim, rid)["state"] != until:
+            assert time.monotonic() < deadline, job(sim, rid)
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:  # a failed check: leave no process behind
+            process.kill()
+            process.wait()
     assert process.stdout is not None
     process.stdout.close()
     err = []
