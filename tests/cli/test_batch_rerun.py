@@ -126,11 +126,14 @@ def interrupt_a_batch(sim: SimProcess, key_file: Path, args: list[str]) -> tuple
             assert time.monotonic() < deadline
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
-        out, _ = process.communicate(timeout=30)
+        process.wait(timeout=30)  # stderr is the reader thread's: no communicate()
     finally:
         if process.poll() is None:  # a failed check: leave no process behind
             process.kill()
             process.wait()
+    assert process.stdout is not None
+    with process.stdout:
+        out = process.stdout.read()
     err = []
     while (line := errors.get(timeout=30)) != "":
         err.append(line)
