@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import runcomfy_async as rc
@@ -203,8 +204,9 @@ async def test_after_an_early_end_progress_counts_cancelled_and_unfinished_apart
         async with client_for(sim) as client:
             batch = client.map(pairs(*"abcdef"), max_in_flight=6)
             async with batch:
-                while sim.ledger.calls["submit"] < 6 or batch.progress.queued < 4:
-                    await asyncio.sleep(0.01)
+                with anyio.fail_after(30):
+                    while sim.ledger.calls["submit"] < 6 or batch.progress.queued < 4:
+                        await asyncio.sleep(0.01)
             progress = batch.progress
         running = {j.request_id for j in sim.ledger.jobs if j.state.value == "in_progress"}
     assert (progress.cancelled, progress.unfinished) == (4, 2)
