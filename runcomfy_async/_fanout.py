@@ -324,7 +324,11 @@ class _Engine:
         """Cancel or leave one request as the batch ends: its item (taken only if the
         consumer still reads) and its count, cancelled or unfinished (it goes on, billed)."""
         why = "the client closed" if tell else "the batch ended"
-        cancelled = await self._abandon(rid, state, job, why=why)
+        try:
+            cancelled = await self._abandon(rid, state, job, why=why)
+        except Exception as exc:  # e.g. the journal could not record the cancel
+            self._broke(job, "letting it go", exc)
+            return
         error: RunComfyError
         if cancelled:
             error = RequestCancelledError(

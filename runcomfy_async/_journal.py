@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import hashlib
-import json
 import os
 import sqlite3
 import time
@@ -143,6 +142,16 @@ class JournalRow:
         return len(self.attempts) + ran
 
 
+def _dump(value: Any) -> str:
+    """JSON text of a decoded answer, by msgspec: whatever the SDK could decode (e.g. an
+    output nested ~950 levels deep, past json.dumps' recursion) it can record."""
+    return msgspec.json.encode(value).decode()
+
+
+def _load(text: str) -> Any:
+    return msgspec.json.decode(text)
+
+
 def canonical(body: bytes) -> bytes:
     """The inputs' JSON with sorted keys and no spaces: equal inputs, equal bytes."""
     return msgspec.json.encode(msgspec.json.decode(body), order="sorted")
@@ -224,13 +233,13 @@ def _journal_row(record: tuple[Any, ...]) -> JournalRow:
         index=idx,
         line=line,
         model_id=model_id,
-        inputs=json.loads(inputs),
+        inputs=_load(inputs),
         state=Entry(state),
         request_id=rid,
-        error=json.loads(error) if error else None,
+        error=_load(error) if error else None,
         cost=cost,
-        files=json.loads(files) if files else [],
-        attempts=json.loads(attempts) if attempts else [],
+        files=_load(files) if files else [],
+        attempts=_load(attempts) if attempts else [],
     )
 
 
@@ -359,10 +368,10 @@ class Journal:
                 key,
                 Entry(state),
                 request_id,
-                json.loads(outputs) if outputs else None,
-                json.loads(error) if error else None,
+                _load(outputs) if outputs else None,
+                _load(error) if error else None,
                 cost,
-                json.loads(files) if files else None,
+                _load(files) if files else None,
                 duplicate=run == self.run,
             )
             if row.duplicate:
@@ -376,14 +385,14 @@ class Journal:
             if not send:
                 return row
             if row.state is Entry.FAILED:  # retried: the billed request goes to `attempts`
-                earlier = json.loads(tried) if tried else []
+                earlier = _load(tried) if tried else []
                 earlier.append(
                     {"request_id": request_id, "state": state, "error": row.error, "cost": cost}
                 )
                 self._db.execute(
                     "UPDATE items SET attempts=?, request_id=NULL, outputs=NULL, error=NULL, "
                     "cost=NULL, files=NULL, finished_at=NULL WHERE key=?",
-                    (json.dumps(earlier), key),
+                    (_dump(earlier), key),
                 )
             self._set(key, Entry.SENDING, sent_at=now)
             return Row(key, row.state, None, None, None, None, None, False, send=True)
@@ -398,10 +407,10 @@ class Journal:
         self._set(key, Entry.TRACKED, request_id=request_id)
 
     def unknown(self, key: str, error: str) -> None:
-        self._set(key, Entry.UNKNOWN, error=json.dumps(error))
+        self._set(key, Entry.UNKNOWN, error=_dump(error))
 
     def rejected(self, key: str, error: str) -> None:
-        self._set(key, Entry.REJECTED, error=json.dumps(error))
+        self._set(key, Entry.REJECTED, error=_dump(error))
 
     def finished(
         self,
@@ -415,15 +424,15 @@ class Journal:
         self._set(
             key,
             state,
-            outputs=json.dumps(outputs) if outputs is not None else None,
-            error=json.dumps(error) if error is not None else None,
+            outputs=_dump(outputs) if outputs is not None else None,
+            error=_dump(error) if error is not None else None,
             cost=cost,
             finished_at=time.time(),
         )
 
     def files(self, key: str, files: list[dict[str, Any]]) -> None:
         """Record downloaded files (path, size, sha256) of a finished input."""
-        self._db.execute("UPDATE items SET files=? WHERE key=?", (json.dumps(files), key))
+        self._db.execute("UPDATE items SET files=? WHERE key=?", (_dump(files), key))
 
     def counts(self) -> dict[str, int]:
         """How many inputs stand in each state."""

@@ -80,7 +80,7 @@ def _lock(fd: int) -> None:
 def _read(fd: int) -> dict[str, Any]:
     try:
         holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # no pread (Windows): say less
         return {}
     return holder if isinstance(holder, dict) else {}
 

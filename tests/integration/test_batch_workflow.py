@@ -7,26 +7,14 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import runcomfy_async as rc
-from runcomfy_async import models
 from runcomfy_async._journal import Keys, plan, stable_key
-from runcomfy_async.simulator import ModelProfile, Simulator, SimulatorConfig
+from runcomfy_async.simulator import ModelProfile, Simulator
 
-WAN = models.Wan22TextToImage.model_id
-QUICK = rc.PollPolicy(first_interval=0.02, min_interval=0.01, max_interval=0.1)
-
-
-def sim_config(**kwargs: Any) -> SimulatorConfig:
-    kwargs.setdefault("models", {WAN: ModelProfile(run_time=(0.05, 0.15))})
-    kwargs.setdefault("queue_delay", 0.0)
-    return SimulatorConfig(**kwargs)
-
-
-def client_for(sim: Simulator) -> rc.Client:
-    retry = rc.RetryPolicy(base_backoff=0.01, max_backoff=0.05)
-    return rc.Client("test-key", base_url=sim.url, poll=QUICK, retry=retry, timeout=5.0)
+from .test_journal import WAN, client_for, sim_config
 
 
 def pairs(*prompts: str) -> list[tuple[str, dict[str, Any]]]:
@@ -216,8 +204,9 @@ async def test_after_an_early_end_progress_counts_cancelled_and_unfinished_apart
         async with client_for(sim) as client:
             batch = client.map(pairs(*"abcdef"), max_in_flight=6)
             async with batch:
-                while sim.ledger.calls["submit"] < 6 or batch.progress.queued < 4:
-                    await asyncio.sleep(0.01)
+                with anyio.fail_after(30):
+                    while sim.ledger.calls["submit"] < 6 or batch.progress.queued < 4:
+                        await asyncio.sleep(0.01)
             progress = batch.progress
         running = {j.request_id for j in sim.ledger.jobs if j.state.value == "in_progress"}
     assert (progress.cancelled, progress.unfinished) == (4, 2)

@@ -187,3 +187,14 @@ def check_configuration() -> None:
     assert_type(rc.Timeouts().total, float)
     assert_type(rc.RetryPolicy().max_attempts, int)
     assert_type(rc.PollPolicy().max_interval, float)
+
+
+def check_journal_and_numbered(path: str) -> None:
+    rows = rc.read_journal(path)
+    assert_type(rows, list[rc.JournalRow])
+    assert_type(rows[0].spent, float)
+    assert_type(rows[0].line, int | None)
+    numbered = rc.Numbered(("m/x", {"prompt": "fox"}), 7, line=9)
+    assert_type(numbered.index, int)
+    busy: rc.ConfigurationError = rc.JournalBusyError("busy", holder={})
+    del busy
