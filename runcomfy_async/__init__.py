@@ -38,8 +38,8 @@ from ._errors import (
 )
 from ._fanout import Batch
 from ._inputs import ModelInput
-from ._items import Change, Item, Progress
-from ._journal import JournalMismatchError
+from ._items import Change, Item, Numbered, Progress
+from ._journal import JournalBusyError, JournalMismatchError, JournalRow, read_journal
 from ._policy import PollPolicy
 from ._request import Request
 from ._retry import RetryPolicy
@@ -63,11 +63,14 @@ __all__ = [
     "InsufficientBalanceError",
     "InvalidInputError",
     "Item",
+    "JournalBusyError",
     "JournalMismatchError",
+    "JournalRow",
     "ModelInfo",
     "ModelInput",
     "ModelMismatchError",
     "NotFoundError",
+    "Numbered",
     "Output",
     "PermissionDeniedError",
     "PollPolicy",
@@ -92,4 +95,5 @@ __all__ = [
     "__version__",
     "estimate_cost",
     "models",
+    "read_journal",
 ]

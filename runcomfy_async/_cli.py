@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
+import secrets
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,9 +27,10 @@ from ._cli_output import (
     leaf_error,
     print_json,
     result_json,
-    usd,
     warn,
+    writable_folder,
 )
+from ._cli_wait import EXIT_TIMEOUT, again, deliver, submitted, wait_for
 from ._client import Client
 from ._config import KEY_ENV_VARS, Secret
 from ._errors import NotFoundError, RunComfyError
@@ -84,12 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", help="download the outputs into DIR")
     run.add_argument("--timeout", type=_positive_float, metavar="S", help="give up after S s")
     add("submit", parents=[inputs, common, as_json], help="queue a request, print its id")
+    lookups = {}
     for name, what in (
         ("status", "print a request's state"),
-        ("result", "print a request's output URLs"),
+        ("result", "print a request's output URLs (--out DIR: download them)"),
+        ("wait", "wait for a request, print its output URLs (--out DIR: download them)"),
         ("cancel", "cancel a queued request"),
     ):
-        add(name, parents=[common, as_json], help=what).add_argument("request_id")
+        lookups[name] = add(name, parents=[common, as_json], help=what)
+        lookups[name].add_argument("request_id", metavar="REQUEST_ID")
+    for name in ("result", "wait"):
+        lookups[name].add_argument("--out", metavar="DIR", help="download the outputs into DIR")
+    lookups["wait"].add_argument(
+        "--timeout", type=_positive_float, metavar="S", help="give up after S s"
+    )
     batch = add("batch", parents=[common], help="run a model over a file of inputs")
     batch.add_argument("model_id", metavar="MODEL_ID")
     batch.add_argument("file", metavar="PROMPTS.txt|INPUTS.jsonl")
@@ -101,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--resubmit-unknown", action="store_true", help="resend submits of unknown outcome"
     )
     batch.add_argument("--timeout", type=_positive_float, metavar="S", help="for the batch")
+    batch.add_argument(
+        "--retry-failed", action="store_true", help="resubmit inputs whose request ran and failed"
+    )
+    batch.add_argument(
+        "--name-template",
+        metavar="T",
+        help="output file names: {index} {line} {slug} {key} {n} {request_id} {ext}",
+    )
     batch.add_argument(
         "--no-preflight",
         dest="preflight",
@@ -188,7 +208,8 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Client]:
     from .simulator import Simulator, SimulatorConfig
 
     async with (
-        Simulator(SimulatorConfig(time_scale=0.05)) as sim,
+        # A seed of its own: request_ids never repeat across runs (journals, file names).
+        Simulator(SimulatorConfig(time_scale=0.05, seed=secrets.randbits(63))) as sim,
         Client(key, base_url=sim.url) as client,
     ):
         yield client
@@ -198,24 +219,27 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Client]:
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
+    """Submit, print the request_id (stderr) at once, wait, print and save the outputs."""
     inputs = parse_inputs(args.input, args.input_json)
     encode_inputs(args.model_id, inputs)  # checked before the simulator or any call
+    out = writable_folder(Path(args.out)) if args.out else None  # refused before paying
+    started = time.monotonic()
     async with open_client(args) as client:
-        result = await client.run(args.model_id, inputs, timeout=args.timeout)
-        files = await client.download(result, args.out) if args.out else []
-    if args.json:
-        saved = [
-            {"url": f.url, "path": str(f.path), "size": f.size, "sha256": f.sha256} for f in files
-        ]
-        print_json({**result_json(result), "model_id": args.model_id, "files": saved})
-        return 0
-    for url in result.output.urls if result.output is not None else []:
-        print(url)
-    for f in files:
-        warn(f"saved {f.path} ({f.size} bytes)")
-    if result.cost is not None:
-        warn(f"{result.request_id} succeeded, cost {usd(result.cost)}")
-    return 0
+        request = await client.submit(args.model_id, inputs)
+        timeout = args.timeout
+        if timeout is not None:  # --timeout covers the submit and the wait
+            timeout = max(timeout - (time.monotonic() - started), 1e-3)
+        rid = request.request_id
+        result = await wait_for(args, client, rid, timeout=timeout, out=out, announce=True)
+        return await deliver(args, client, result, out)
+
+
+async def cmd_wait(args: argparse.Namespace) -> int:
+    """Wait for an earlier request; print and save its outputs as `run` does."""
+    out = writable_folder(Path(args.out)) if args.out else None
+    async with open_client(args) as client:
+        result = await wait_for(args, client, args.request_id, timeout=args.timeout, out=out)
+        return await deliver(args, client, result, out)
 
 
 def answer(args: argparse.Namespace, data: Any, text: str) -> int:
@@ -232,6 +256,7 @@ async def cmd_submit(args: argparse.Namespace) -> int:
     encode_inputs(args.model_id, inputs)
     async with open_client(args) as client:
         request = await client.submit(args.model_id, inputs)
+        submitted(request.request_id)
     data = {"request_id": request.request_id, "model_id": args.model_id}
     return answer(args, data, request.request_id)
 
@@ -244,15 +269,24 @@ async def cmd_status(args: argparse.Namespace) -> int:
 
 
 async def cmd_result(args: argparse.Namespace) -> int:
-    """Output URLs on success, else the state; a failed or cancelled request exits 1."""
+    """Output URLs on success (saved with --out), else the state; a failed or cancelled request
+    exits 1, and one not finished yet has nothing to save (--out): exit 6."""
+    out = writable_folder(Path(args.out)) if args.out else None
     async with open_client(args) as client:
         result = await client.result(args.request_id)
-    urls = result.output.urls if result.succeeded and result.output is not None else []
-    answer(args, result_json(result), "\n".join(urls) or result.state.value)
-    if result.state.is_terminal and not result.succeeded:
+        if result.succeeded:
+            return await deliver(args, client, result, out)
+    answer(args, result_json(result), result.state.value)
+    if result.state.is_terminal:
         detail = f": {result.error}" if result.error is not None else ""
         error(f"request {result.request_id} ended {result.state.value}{detail}")
         return 1
+    if out is not None:
+        raise CommandError(
+            f"request {result.request_id} is {result.state.value}: nothing to save yet",
+            EXIT_TIMEOUT,
+            hint=f"to wait for it and save, run: {again(args, 'wait', result.request_id, out)}",
+        )
     return 0
 
 
@@ -295,13 +329,29 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "submit": cmd_submit,
     "status": cmd_status,
     "result": cmd_result,
+    "wait": cmd_wait,
     "cancel": cmd_cancel,
     "batch": cmd_batch,
     "models": cmd_models,
 }
 
 #: Commands that name an earlier request (nothing to find under --simulate).
-LOOKUPS = frozenset({"status", "result", "cancel"})
+LOOKUPS = frozenset({"status", "result", "wait", "cancel"})
+
+
+def _quiet_sdk_logs() -> None:
+    """The command line reports outcomes itself (counts, one-line pointers to the manifest):
+    the SDK's warnings would repeat them as a dump of ids, so only its errors are shown."""
+    sdk = logging.getLogger("runcomfy_async")
+    if not any(isinstance(handler, _ErrorsToStderr) for handler in sdk.handlers):
+        sdk.addHandler(_ErrorsToStderr(logging.ERROR))
+
+
+class _ErrorsToStderr(logging.Handler):
+    """One line per SDK error on whatever sys.stderr is at the time (it may be replaced)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warn(record.getMessage())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -319,13 +369,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error argparse reported
         return exc.code if isinstance(exc.code, int) else 2
     args.argv = arguments
+    _quiet_sdk_logs()
     try:
         if args.simulate and args.base_url:
             raise CommandError("--simulate and --base-url exclude each other")
         args.api_key = read_key(args)  # a Secret: its repr never shows the key
         return asyncio.run(COMMANDS[args.command](args))
-    except KeyboardInterrupt:
-        warn("interrupted")
+    except KeyboardInterrupt:  # before a command's own Ctrl-C handling (e.g. mid-submit)
+        if args.command in ("run", "submit") and not args.simulate:
+            warn(
+                "interrupted before RunComfy answered: if the submit had left, a request may "
+                "exist (and be billed); check your RunComfy dashboard"
+            )
+        else:
+            warn("interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # one line on stderr, never a traceback
         leaf = leaf_error(exc)
@@ -340,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.simulate and isinstance(leaf, NotFoundError) and args.command in LOOKUPS:
             message += " (--simulate starts an empty simulator: there is nothing to look up)"
         error(message or type(leaf).__name__)
+        if isinstance(leaf, CommandError) and leaf.hint:
+            warn(leaf.hint)
         return exit_code(leaf)
 
 

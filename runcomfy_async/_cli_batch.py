@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
-import os
 import shlex
-import signal
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import anyio
 
+from ._cli_interrupt import catch_ctrl_c
+from ._cli_manifest import skipped_row, word, write_manifest
 from ._cli_output import (
     EXIT_INTERRUPTED,
     CommandError,
@@ -27,12 +24,14 @@ from ._cli_output import (
     print_summary,
     usd,
     warn,
+    writable_folder,
 )
 from ._client import Client
 from ._cost import CostEstimate, estimate_cost
 from ._errors import RequestCancelledError, SubmissionUnknownError
 from ._inputs import encode_inputs
-from ._items import Item
+from ._items import Item, Numbered
+from ._journal import Entry, Journal, JournalRow, Keys, read_journal, will_submit
 from ._wire import ModelInfo
 
 __all__ = ["InputFile", "run_batch"]
@@ -46,12 +45,24 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+@dataclass(frozen=True, slots=True)
+class InputLine:
+    """One input line of a file: `index` counts input lines (invalid ones too, not comments
+    or blank lines), `line` is its line number in the file (every line counted, from 1).
+    `inputs` is None for a line that is skipped, and `reason` says why."""
+
+    index: int
+    line: int
+    inputs: dict[str, Any] | None
+    reason: str | None = None
+
+
 @dataclass
 class InputFile:
     """One input per line: a prompt (text file) or a JSON object (JSONL), read lazily.
 
-    Blank lines and lines starting with `#` are skipped; bad lines are reported with their
-    line number, counted in `skipped`, and left out.
+    Blank lines and lines starting with `#` are no inputs; bad lines are reported with their
+    line number, counted in `skipped`, and not sent.
     """
 
     path: Path
@@ -66,19 +77,29 @@ class InputFile:
 
     def read(self, *, report: bool) -> Iterator[dict[str, Any]]:
         """Each valid input, in file order; bad lines are counted (and reported if asked)."""
+        for entry in self.lines(report=report):
+            if entry.inputs is not None:
+                yield entry.inputs
+
+    def lines(self, *, report: bool) -> Iterator[InputLine]:
+        """Every input line, valid or not, in file order (bad ones reported if asked)."""
         self.skipped = 0
+        index = 0
         with self.path.open("rb") as file:
             for number, raw in enumerate(file, 1):
                 try:
                     line = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
                     if not line or line.startswith("#"):
                         continue
-                    yield self._parse(line)
+                    entry = InputLine(index, number, self._parse(line))
                 except ValueError as exc:  # bad UTF-8, bad JSON, InvalidInputError
                     self.skipped += 1
+                    reason = str(exc) if not isinstance(exc, UnicodeError) else "not UTF-8"
                     if report:
-                        reason = str(exc) if not isinstance(exc, UnicodeError) else "not UTF-8"
                         warn(f"{self.path}:{number}: skipped: {reason}")
+                    entry = InputLine(index, number, None, reason)
+                index += 1
+                yield entry
 
     def _parse(self, line: str) -> dict[str, Any]:
         if self.prompt_field is not None:
@@ -136,79 +157,62 @@ def outcome(item: Item) -> str:
     return "failed"
 
 
-def manifest_line(item: Item, out: Path) -> dict[str, Any]:
-    """The manifest's record of an item; file paths are relative to the manifest's folder."""
-    files = [
-        {"path": os.path.relpath(f.path, out), "size": f.size, "sha256": f.sha256}
-        for f in item.files
-    ]
-    _, inputs = item.input
-    return {
-        "index": item.index,
-        "key": str(item.key),
-        "input": inputs,
-        "request_id": item.request_id,
-        "state": outcome(item),
-        "error": str(item.error) if item.error is not None else None,
-        "cost": item.result.cost if item.result is not None else None,
-        "files": files,
-        "resumed": item.resumed,
-    }
-
-
-class _Interrupts:
-    """SIGINT in the running loop: the first ends the batch cleanly, a second exits at once."""
-
-    def __init__(self, scope: anyio.CancelScope) -> None:
-        self.scope = scope
-        self.count = 0
-
-    def __call__(self) -> None:
-        self.count += 1
-        if self.count == 1:
-            warn("interrupted: cancelling the queued requests (Ctrl-C again to quit at once)")
-            self.scope.cancel()
-            return
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os.write(2, b"runcomfy: interrupted again: exiting without cleanup\n")
-        os._exit(EXIT_INTERRUPTED)
-
-
-@contextlib.contextmanager
-def _sigint(handler: Callable[[], None]) -> Iterator[None]:
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGINT, handler)
-    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread; Windows
-        yield
-        return
-    try:
-        yield
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
-
-
 def _prepare(source: Path, out: Path) -> Path:
-    """Check the input file exists; create the output folder and return its absolute path."""
+    """Check the input file exists and the output folder can be written; its absolute path."""
     if not source.is_file():
         raise CommandError(f"no such input file: {source}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CommandError(f"cannot create --out {out}: {exc.strerror or exc}") from None
-    return out.resolve()
+    return writable_folder(out)
 
 
-def _budget(estimate: CostEstimate, max_cost: float | None) -> None:
-    """Print the catalog estimate; refuse (CommandError) above `max_cost` USD."""
-    cost, count, unit = estimate.usd, estimate.inputs, estimate.unit or "unit"
+@dataclass
+class Plan:
+    """What a run of the input file will do, from one pass over it and the journal."""
+
+    keys: list[str] = field(default_factory=list)  # this run's inputs' journal keys, in order
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # manifest rows
+    submitting: int = 0
+
+
+def _plan(
+    source: InputFile, info: ModelInfo, rows: list[JournalRow], args: argparse.Namespace
+) -> tuple[Plan, CostEstimate]:
+    """The keys of the inputs, and the estimate of what THIS run submits (journal rules)."""
+    states = {row.key: row.state for row in rows}
+    plan, keys = Plan(), Keys()
+
+    def submitted() -> Iterator[dict[str, Any]]:
+        for entry in source.lines(report=True):
+            if entry.inputs is None:
+                plan.skipped.append(
+                    skipped_row(args.model_id, entry.index, entry.line, entry.reason or "")
+                )
+                continue
+            key = keys.key(*encode_inputs(args.model_id, entry.inputs))
+            plan.keys.append(key)
+            state = states.get(key)
+            if will_submit(
+                state, retry_failed=args.retry_failed, resubmit_unknown=args.resubmit_unknown
+            ):
+                yield entry.inputs
+
+    estimate = estimate_cost(info, submitted())  # one pass; keeps only the keys
+    plan.submitting = estimate.inputs
+    return plan, estimate
+
+
+def _budget(
+    plan: Plan, estimate: CostEstimate, spent: float | None, max_cost: float | None
+) -> None:
+    """Print what this run will submit and cost; refuse (CommandError) above `max_cost` USD."""
+    count, unit = len(plan.keys), estimate.unit or "unit"
+    cost = 0.0 if plan.submitting == 0 else estimate.usd  # nothing to send costs nothing
+    head = f"{count} inputs, {plan.submitting} to submit"
+    held = f"; the journal holds {usd(spent)} already spent" if spent else ""
     if cost is None:
-        warn(f"{count} inputs; estimated cost unavailable (price unit {unit!r})")
+        warn(f"{head}; estimated cost unavailable (price unit {unit!r}){held}")
     else:
         price = usd(estimate.price_usd or 0.0)
-        warn(f"{count} inputs; estimated cost {usd(cost)} ({price} per {unit})")
+        warn(f"{head}; estimated cost {usd(cost)} ({price} per {unit}){held}")
     if max_cost is None:
         return
     if cost is None:
@@ -221,63 +225,93 @@ def _budget(estimate: CostEstimate, max_cost: float | None) -> None:
         )
 
 
+def _forget_lost_simulator(journal: Path, rows: list[JournalRow]) -> list[JournalRow]:
+    """--simulate: the in-process simulator of an earlier run died with it, so its requests
+    can be neither found nor paid for: mark them not sent, to be submitted again."""
+    lost = {row.key for row in rows if row.state in (Entry.TRACKED, Entry.SENDING, Entry.UNKNOWN)}
+    if not lost:
+        return rows
+    why = "the simulator of an earlier --simulate run is gone: submitted again"
+    held = Journal(journal)
+    try:
+        for key in lost:
+            held.rejected(key, why)
+    finally:
+        held.close()
+    warn(
+        f"--simulate: {len(lost)} requests of an earlier run were in its simulator, which is "
+        "gone; they are submitted again (a simulation costs nothing)"
+    )
+    return read_journal(journal)
+
+
 async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: OpenClient) -> int:
     """Run `runcomfy batch`; the exit status."""
     source_path = Path(args.file)
     out = _prepare(source_path, Path(args.out))
     journal = Path(args.journal) if args.journal else out / "journal.sqlite"
     manifest = out / "manifest.jsonl"
+    rows = read_journal(journal)  # an unusable journal is refused before anything else
+    if args.simulate:
+        rows = _forget_lost_simulator(journal, rows)
+    done_before = {row.key for row in rows if row.state.finished}
+    spent = sum(row.spent for row in rows)
     async with open_client(args) as client:
         info = await client.model_info(args.model_id)
         source = InputFile.open(source_path, args.model_id, info)
-        cost = estimate_cost(info, source.read(report=True))  # one pass; keeps nothing
-        count = cost.inputs
+        plan, estimate = _plan(source, info, rows, args)
+        count = len(plan.keys)
         if count == 0:
             raise CommandError(f"no inputs in {source_path} ({source.skipped} lines skipped)")
-        skipped = source.skipped
-        _budget(cost, args.max_cost)
+        _budget(plan, estimate, spent, args.max_cost)
 
         tally, started = Tally(), time.monotonic()
-        stop = anyio.CancelScope()
-        interrupts = _Interrupts(stop)
+        # map() takes rc.Numbered (its annotation does not say so yet: hence Any)
+        numbered: Iterator[Any] = (
+            Numbered((args.model_id, entry.inputs), entry.index, entry.line)
+            for entry in source.lines(report=False)
+            if entry.inputs is not None
+        )
         batch = client.map(
-            ((args.model_id, inputs) for inputs in source.read(report=False)),
+            numbered,
             max_in_flight=args.max_in_flight,
             timeout=args.timeout,
             journal=journal,
             resubmit_unknown=args.resubmit_unknown,
+            retry_failed=args.retry_failed,
             download_to=out,
             preflight=args.preflight,
+            **({"name_template": args.name_template} if args.name_template else {}),
         )
+        await batch.open()  # a journal another run holds is refused before any progress
         display = ProgressDisplay.for_stderr(count, tally)
-        with manifest.open("w", encoding="utf-8") as sink, _sigint(interrupts):
+        ctrl_c = catch_ctrl_c(
+            "interrupted: cancelling the queued requests (Ctrl-C again to quit at once)"
+        )
+        with ctrl_c as interrupts:
             try:
                 async with batch:
-                    with stop:
+                    with interrupts.scope:
                         async with anyio.create_task_group() as group:
                             group.start_soon(display.run, batch.progress)
                             async for item in batch:
-                                _record(item, tally, sink, out)
+                                tally.record(item, outcome(item))
                             group.cancel_scope.cancel()
             finally:
                 display.finish(batch.progress)
                 with anyio.CancelScope(shield=True):  # also when entering it failed
                     await batch.aclose()
-        print_summary(tally, skipped, time.monotonic() - started, out, manifest, journal)
+                final = read_journal(journal)
+                write_manifest(manifest, final, plan.skipped, resumed=done_before)
+        finished_early = tally.done
+        tally.settle(plan.keys, {row.key: word(row) for row in final})
+        print_summary(tally, len(plan.skipped), time.monotonic() - started, out, manifest, journal)
         if interrupts.count:
             warn(
-                f"interrupted after {tally.done} of {count} inputs: queued requests cancelled, "
-                f"{len(batch.unfinished)} running ones go on; the journal keeps their request_ids"
+                f"interrupted after {finished_early} of {count} inputs: {tally.cancelled} queued "
+                f"requests cancelled, {tally.running} running ones go on (billed): their "
+                f'request_ids are in {manifest} (state "running")'
             )
             warn("to resume, run: " + shlex.join(["runcomfy", *argv]))
             return EXIT_INTERRUPTED
-    return 0 if tally.succeeded == count and not skipped else 1
-
-
-def _record(item: Item, tally: Tally, sink: IO[str], out: Path) -> None:
-    cost = item.result.cost if item.result is not None else None
-    tally.add(outcome(item), resumed=item.resumed, cost=cost)
-    if item.result is not None and item.error is not None:
-        tally.downloads_failed += 1
-    sink.write(json.dumps(manifest_line(item, out), ensure_ascii=False) + "\n")
-    sink.flush()
+    return 0 if tally.succeeded == count and not plan.skipped else 1

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +31,16 @@ from ._errors import (
     UnexpectedResponseError,
     WaitTimeoutError,
 )
-from ._items import Progress
+from ._items import Item, Progress
 from ._wire import ModelInfo, Result
 
 __all__ = [
     "EPILOG",
     "EXIT_CODES",
     "EXIT_INTERRUPTED",
+    "EXIT_NOT_SAVED",
     "CommandError",
+    "NotSavedError",
     "ProgressDisplay",
     "Tally",
     "describe_model",
@@ -50,18 +54,30 @@ __all__ = [
     "schema_lines",
     "usd",
     "warn",
+    "writable_folder",
 ]
 
 
 class CommandError(Exception):
-    """A problem the command line reports in one line and exits on, with its own exit status."""
+    """A problem the command line reports in one line and exits on, with its own exit status;
+    `hint` is a second line saying what to do next (e.g. the command that waits again)."""
 
-    def __init__(self, message: str, code: int = 2) -> None:
+    def __init__(self, message: str, code: int = 2, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.hint = hint
 
 
+EXIT_NOT_SAVED = 7
 EXIT_INTERRUPTED = 130
+
+
+class NotSavedError(CommandError):
+    """The request succeeded (and was billed) but its outputs could not be saved."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, EXIT_NOT_SAVED, hint=hint)
+
 
 #: Exit status by error class: the first class of an error's MRO found here decides.
 EXIT_CODES: dict[type[BaseException], int] = {
@@ -82,6 +98,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     DownloadError: 4,
     NotFoundError: 5,
     WaitTimeoutError: 6,
+    NotSavedError: EXIT_NOT_SAVED,  # succeeded, not saved: `runcomfy result ID --out DIR`
 }
 
 EPILOG = """\
@@ -92,7 +109,8 @@ exit status:
   3    authentication, permission or balance
   4    network, server, or a submit whose outcome is unknown
   5    not found (model or request_id)
-  6    timeout (--timeout passed; the request goes on)
+  6    not finished in time (--timeout; result --out of an unfinished one): `runcomfy wait ID`
+  7    succeeded, not saved: the outputs could not be written (`runcomfy result ID --out DIR`)
   130  interrupted (Ctrl-C)
 
 The API key comes from RUNCOMFY_API_KEY (or RUNCOMFY_API_TOKEN) or --api-key-file PATH;
@@ -108,6 +126,25 @@ def exit_code(exc: BaseException) -> int:
         if cls in EXIT_CODES:
             return EXIT_CODES[cls]
     return 1
+
+
+def writable_folder(path: Path, option: str = "--out") -> Path:
+    """`path` as an absolute folder we can write into, created if missing; else CommandError,
+    before anything is submitted (a result that cannot be saved is paid for and lost)."""
+    refuse = f"nothing was submitted: {option} {path}"
+    if path.exists() and not path.is_dir():
+        raise CommandError(f"{refuse} is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"{refuse} cannot be created: {exc.strerror or exc}") from None
+    try:  # the one sure test: os.access says yes to root on a read-only mount
+        handle, probe = tempfile.mkstemp(prefix=".runcomfy-", suffix=".probe", dir=path)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CommandError(f"{refuse} cannot be written: {exc.strerror or exc}") from None
+    return path.resolve()
 
 
 def leaf_error(exc: BaseException) -> BaseException:
@@ -170,29 +207,56 @@ def result_json(result: Result) -> dict[str, Any]:
     }
 
 
+FAILURES_SHOWN = 5  # failure reasons the summary prints (all are in the manifest)
+
+
 @dataclass
 class Tally:
-    """Counts of a batch's items by outcome, as the summary reports them."""
+    """Counts of a batch's inputs by outcome, as the summary reports them: from the items of
+    this run, then (settle()) from the journal for inputs the run ended without an item."""
 
     succeeded: int = 0
     failed: int = 0
     cancelled: int = 0
     unknown: int = 0
+    running: int = 0  # left running when the batch ended early: it goes on, billed
+    not_sent: int = 0
     resumed: int = 0
     downloads_failed: int = 0
     cost: float = 0.0
     priced: bool = False  # some item carried a cost
+    failures: list[str] = field(default_factory=list)  # the first few reasons
+    seen: set[str] = field(default_factory=set)  # keys of the items received
 
     @property
     def done(self) -> int:
         return self.succeeded + self.failed + self.cancelled + self.unknown
 
     def add(self, outcome: str, *, resumed: bool, cost: float | None) -> None:
-        setattr(self, outcome, getattr(self, outcome) + 1)
+        setattr(self, outcome.replace(" ", "_"), getattr(self, outcome.replace(" ", "_")) + 1)
         self.resumed += resumed
         if cost is not None:
             self.cost += cost
             self.priced = True
+
+    def record(self, item: Item, outcome: str) -> None:
+        """Count an item of the batch (`outcome` is its summary word)."""
+        self.seen.add(str(item.key))
+        self.add(outcome, resumed=item.resumed, cost=item.result.cost if item.result else None)
+        if item.result is not None and item.error is not None:
+            self.downloads_failed += 1
+        shown = len(self.failures) < FAILURES_SHOWN
+        if item.error is not None and outcome != "cancelled" and shown:
+            where = f"line {item.line}" if item.line is not None else f"input {item.index}"
+            self.failures.append(f"{where}: {item.error}")
+
+    def settle(self, keys: Iterable[str], words: Mapping[str, str]) -> None:
+        """Count the inputs (journal keys) that got no item: `words` is the journal's word
+        for each key (its state); one it never took was not sent."""
+        for key in keys:
+            if key not in self.seen:
+                self.seen.add(key)
+                self.add(words.get(key, "not sent"), resumed=False, cost=None)
 
 
 class ProgressDisplay:
@@ -241,12 +305,14 @@ class ProgressDisplay:
     def text(self, progress: Progress) -> str:
         done = progress.done
         counts = (
-            f"queued {progress.pending + progress.submitted + progress.queued}, "
+            f"pending {progress.pending}, queued {progress.submitted + progress.queued}, "
             f"running {progress.running}, succeeded {progress.succeeded}, "
             f"failed {progress.failed}"
         )
         if progress.cancelled:
             counts += f", cancelled {progress.cancelled}"
+        if progress.unfinished:
+            counts += f", left running {progress.unfinished}"
         elapsed = max(self._clock() - self._started, 1e-9)
         live = max(done - self.tally.resumed, 0)
         rate = live / elapsed * 60.0  # items per minute, finished in this run
@@ -302,18 +368,32 @@ def print_summary(
     """The end-of-batch summary, on stdout."""
     t = tally
     counts = f"{t.succeeded} succeeded, {t.failed} failed, {t.cancelled} cancelled"
-    lines = [f"runcomfy batch: {t.done} inputs: {counts}, {t.unknown} unknown"]
+    total = t.done + t.running + t.not_sent
+    head = f"runcomfy batch: {total} inputs: {counts}, {t.unknown} unknown"
+    lines = [head + f", {t.running} still running, {t.not_sent} not sent"]
     if skipped:
         lines.append(f"  skipped lines: {skipped} (reported above with their line numbers)")
     if t.downloads_failed:
         lines.append(f"  downloads failed: {t.downloads_failed} (counted as failed)")
     if t.resumed:
         lines.append(f"  resumed from the journal: {t.resumed}")
+    if t.failures:
+        shown = len(t.failures)
+        more = f"first {shown}; " if t.failed + t.unknown > shown else ""
+        lines.append(f"  failures ({more}all in the manifest):")
+        lines += [f"    {one_line(reason)[:300]}" for reason in t.failures]
+    if t.running:
+        lines.append(
+            f"  still running: {t.running} requests go on (billed); their request_ids are in "
+            'the manifest (state "running"); a rerun re-attaches to them'
+        )
     if t.unknown:
         lines.append(
             "  unknown: submits whose outcome is unknown were not resent; check your RunComfy "
             "dashboard, or rerun with --resubmit-unknown"
         )
+    if t.failed:
+        lines.append("  failed: a rerun keeps them failed; --retry-failed submits them again")
     lines += [
         f"  cost: {usd(t.cost) if t.priced else 'not reported'}",
         f"  wall time: {duration(wall)}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -12,10 +13,11 @@ from collections.abc import (
     Callable,
     Hashable,
     Iterable,
+    Iterator,
     Mapping,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, overload
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -24,8 +26,16 @@ import msgspec
 from . import _wire
 from ._checks import InputChecks
 from ._config import Timeouts, environ, is_loopback, resolve_api_key, resolve_base_url
-from ._download import DownloadedFile, Downloader, download_result
-from ._errors import ConfigurationError, ResultNotReadyError, RunComfyError, WaitTimeoutError
+from ._download import DEFAULT_TEMPLATE, DownloadedFile, Downloader, download_result
+from ._errors import (
+    BadRequestError,
+    ConfigurationError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResultNotReadyError,
+    RunComfyError,
+    WaitTimeoutError,
+)
 from ._fanout import Batch, _Engine
 from ._inputs import ModelInput, check_model_id, encode_inputs
 from ._items import BatchInput, Change
@@ -261,9 +271,10 @@ class Client:
     async def status(self, request: Request | str) -> Status:
         """The request's current state; a failed or cancelled request is a state, not an error."""
         rid = _request_id(request)
-        body = await self._transport.call(
-            CallKind.STATUS, "GET", f"/v1/requests/{quote(rid, safe='')}/status", _STATUS
-        )
+        with _about(rid):
+            body = await self._transport.call(
+                CallKind.STATUS, "GET", f"/v1/requests/{quote(rid, safe='')}/status", _STATUS
+            )
         return _wire.status_from(body, rid)
 
     async def result(self, request: Request | str, *, include_cost: bool = True) -> Result:
@@ -272,13 +283,14 @@ class Client:
         whether RunComfy's answer is of another model (`model_mismatch`, logged)."""
         rid = _request_id(request)
         try:
-            body = await self._transport.call(
-                CallKind.RESULT,
-                "GET",
-                f"/v1/requests/{quote(rid, safe='')}/result",
-                _RESULT,
-                params={"include_cost": "true"} if include_cost else None,
-            )
+            with _about(rid):
+                body = await self._transport.call(
+                    CallKind.RESULT,
+                    "GET",
+                    f"/v1/requests/{quote(rid, safe='')}/result",
+                    _RESULT,
+                    params={"include_cost": "true"} if include_cost else None,
+                )
         except ResultNotReadyError:
             # RunComfy's 400005: not ready. Report the state /status knows instead.
             status = await self.status(rid)
@@ -413,8 +425,9 @@ class Client:
         on_change: Callable[[Change], None] | None = None,
         journal: str | os.PathLike[str] | None = None,
         resubmit_unknown: bool = False,
+        retry_failed: bool = False,
         download_to: str | os.PathLike[str] | None = None,
-        name_template: str = "{key}-{n}.{ext}",
+        name_template: str = DEFAULT_TEMPLATE,
         validate: bool | None = None,
         preflight: bool | None = None,
     ) -> Batch:
@@ -427,18 +440,28 @@ class Client:
         unfinished requests yield WaitTimeoutError items. Leaving early cancels the queued
         requests this batch submitted (`cancel_on_exit`); running ones are listed in
         `batch.unfinished`. `key(input)` names items (default: the index); `on_change` is
-        called on every state change; `batch.progress` has live counts.
+        called on every state change; `batch.progress` has live counts. An input given as
+        `rc.Numbered(input, index, line)` is known by that index (and line) in its Item, the
+        journal and file names. If the iterable raises, the inputs read before it are still
+        tracked to the end and yield their items; then the iteration raises its exception.
 
         With `journal` (a SQLite file path), every input's fate is written ahead: a rerun
         with the same journal skips finished inputs (their items come back with
         `resumed=True`), re-attaches to requests already submitted, submits only what was
         never sent, and reports inputs whose submit had an unknown outcome instead of paying
-        twice (`resubmit_unknown=True` sends those again). Keys then default to a hash of
-        the model id and inputs, so a reordered input file resumes correctly.
+        twice (`resubmit_unknown=True` sends those again). Inputs whose request ran and
+        failed stay failed, unless `retry_failed=True` resubmits them (a new, billed request;
+        the journal keeps the earlier one). Keys then default to a hash of the model id and
+        inputs, so a reordered input file resumes correctly; the k-th repeat of the same
+        inputs is an input of its own. The journal's folder is created; one run at a time
+        holds it (another raises JournalBusyError, from `await batch.open()` or `async with`).
 
         With `download_to` (a directory), each success's outputs are downloaded as it
         arrives, before its item is yielded (`item.files`; see download()), and recorded with
         size and sha256 in the journal; a rerun downloads what an interrupted run had not.
+        Names come from `name_template` ({index}, {line}, {slug} of the prompt, {key}, {n},
+        {request_id}, {ext}; default `0007-a-red-fox-0.png`), chosen when a file is saved and
+        kept by the journal: a resumed batch never renames.
 
         `validate` and `preflight` are as for submit(); a batch's pre-flight measures each
         file URL once, however many inputs name it. An input they refuse is an item with
@@ -455,6 +478,7 @@ class Client:
                 on_change=on_change,
                 journal=journal,
                 resubmit_unknown=resubmit_unknown,
+                retry_failed=retry_failed,
                 download_to=download_to,
                 name_template=name_template,
                 validate=validate,
@@ -462,16 +486,40 @@ class Client:
             )
         )
 
+    @overload
     def as_completed(
-        self, requests: Iterable[Request | str], *, timeout: float | None = None
-    ) -> AsyncIterator[Result]:
+        self,
+        requests: Iterable[Request | str],
+        *,
+        timeout: float | None = ...,
+        return_exceptions: Literal[False] = ...,
+    ) -> AsyncIterator[Result]: ...
+    @overload
+    def as_completed(
+        self,
+        requests: Iterable[Request | str],
+        *,
+        timeout: float | None = ...,
+        return_exceptions: Literal[True],
+    ) -> AsyncIterator[Result | RunComfyError]: ...
+
+    def as_completed(
+        self,
+        requests: Iterable[Request | str],
+        *,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> AsyncIterator[Result] | AsyncIterator[Result | RunComfyError]:
         """Yield the Result of each request (handle or request_id) as it finishes.
 
-        Failed and cancelled requests are yielded as Results with that state; a request that
-        does not exist raises NotFoundError. After `timeout` seconds WaitTimeoutError is
-        raised; the requests go on.
+        Failed and cancelled requests are yielded as Results with that state. A request that
+        cannot be tracked (NotFoundError for an unknown or expired id, naming it in
+        `request_id` and the message) never costs the others their results: they are all
+        yielded first, then its error is raised (a note lists any others). With
+        `return_exceptions=True` such errors are yielded in place of that request's Result
+        instead. After `timeout` seconds WaitTimeoutError is raised; the requests go on.
         """
-        return as_completed(self, requests, timeout=timeout)
+        return as_completed(self, requests, timeout=timeout, return_exceptions=return_exceptions)
 
     def watch(
         self, request: Request | str, *, timeout: float | None = None
@@ -520,9 +568,10 @@ class Client:
         """Ask RunComfy to cancel a queued request. A running or finished one cannot be
         (outcome `not_cancellable`, and it is billed); that is reported, not raised."""
         rid = _request_id(request)
-        body = await self._transport.call(
-            CallKind.CANCEL, "POST", f"/v1/requests/{quote(rid, safe='')}/cancel", _CANCEL
-        )
+        with _about(rid):
+            body = await self._transport.call(
+                CallKind.CANCEL, "POST", f"/v1/requests/{quote(rid, safe='')}/cancel", _CANCEL
+            )
         return _wire.cancel_from(body, rid)
 
     async def cancel_many(
@@ -566,6 +615,18 @@ def _after_cancel(cancelled: CancelOutcome | None) -> str:
     if cancelled is not None and cancelled.requested:
         return "has a cancellation requested (it may still run): wait again to learn its end"
     return "goes on: wait again"
+
+
+@contextlib.contextmanager
+def _about(request_id: str) -> Iterator[None]:
+    """RunComfy's errors about one request (not found, not yours, not a valid id) name it
+    (`request_id`, and in the message); a 429 or 5xx is about the service, not the request."""
+    try:
+        yield
+    except (NotFoundError, PermissionDeniedError, BadRequestError) as exc:
+        if exc.request_id is None:
+            exc.request_id = request_id
+        raise
 
 
 def _request_id(request: Request | str) -> str:

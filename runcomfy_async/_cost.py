@@ -6,6 +6,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._errors import InvalidInputError
+from ._inputs import ModelInput
+from ._items import BatchInput, Numbered
 from ._wire import ModelInfo
 
 __all__ = ["CostEstimate", "estimate_cost"]
@@ -33,17 +36,22 @@ class CostEstimate:
     price_usd: float | None
 
 
-def estimate_cost(info: ModelInfo, inputs: Iterable[Mapping[str, Any]]) -> CostEstimate:
-    """Estimate what running every input (wire-named dicts) once would cost, in USD.
+def estimate_cost(
+    info: ModelInfo, inputs: Iterable[BatchInput | Numbered | Mapping[str, Any]]
+) -> CostEstimate:
+    """Estimate what running every input once on `info`'s model would cost, in USD.
 
-    Per image or output: the outputs each input asks for (`num_images` and the like, else
-    the schema's default, else 1). Per second: each input's `duration` (else the schema's
-    default). Per run: one each. Inputs are read once, lazily; nothing is kept.
+    `inputs` are what map() takes (typed inputs, `(model_id, dict)` pairs, rc.Numbered) or
+    wire-named dicts; one for another model raises InvalidInputError. Per image or output:
+    the outputs each input asks for (`num_images` and the like, else the schema's default,
+    else 1). Per second: each input's `duration` (else the schema's default). Per run: one
+    each. Inputs are read once, lazily; nothing is kept.
     """
     unit = (info.price_unit or "").strip().lower() or None
     defaults = _defaults(info.input_schema)
     count, units, known = 0, 0.0, True
-    for one in inputs:
+    for value in inputs:
+        one = _wire_dict(value, info.model_id)
         count += 1
         if unit in PER_SECOND_UNITS:
             seconds = _number(one.get("duration", defaults.get("duration")))
@@ -59,6 +67,29 @@ def estimate_cost(info: ModelInfo, inputs: Iterable[Mapping[str, Any]]) -> CostE
     priced = unit in PER_SECOND_UNITS | PER_OUTPUT_UNITS | PER_RUN_UNITS
     usd = price * units if price is not None and priced and known else None
     return CostEstimate(usd=usd, inputs=count, units=units, unit=unit, price_usd=price)
+
+
+def _wire_dict(value: object, model_id: str) -> Mapping[str, Any]:
+    """The wire dict of one input as map() takes it; InvalidInputError for anything else."""
+    if isinstance(value, Numbered):
+        value = value.input
+    if isinstance(value, ModelInput):
+        of, data = value.model_id, value.to_dict()
+    elif isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Mapping):
+        of, data = value
+    elif isinstance(value, Mapping):
+        return value
+    else:
+        raise InvalidInputError(
+            f"cannot estimate {type(value).__name__!r}: expected a typed input, a "
+            "(model_id, dict) pair, rc.Numbered or a dict of inputs",
+            model_id=model_id,
+        )
+    if of != model_id:
+        raise InvalidInputError(
+            f"an input for {of!r} in an estimate of {model_id!r} (prices differ)", model_id=of
+        )
+    return data
 
 
 def _defaults(schema: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -12,10 +12,12 @@ import secrets
 import socket
 import stat
 import string
+import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import BinaryIO, Self
+from typing import Any, BinaryIO, Self
 
 import aiohttp
 import anyio
@@ -56,7 +58,10 @@ _EXT_BY_TYPE = {
 }
 _KNOWN_EXTS = frozenset(_EXT_BY_TYPE.values())
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
-_STEM_FIELDS = frozenset({"key", "n", "request_id"})  # and {ext}, last
+_STEM_FIELDS = frozenset({"index", "line", "slug", "key", "n", "request_id"})  # {ext} last
+DEFAULT_TEMPLATE = "{index:04d}-{slug}-{n}.{ext}"  # a batch's: 0007-a-red-fox-in-snow-0.png
+MAX_SLUG = 40  # characters of the prompt in a file name
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
 _OPEN_FLAGS = (
     os.O_WRONLY
     | os.O_CREAT
@@ -89,18 +94,52 @@ def sanitize(text: str) -> str:
     return _UNSAFE_CHARS.sub("_", text).lstrip(".")
 
 
-def render_stem(template: str, *, key: str, n: int, request_id: str) -> str:
+def slug(inputs: Mapping[str, Any]) -> str:
+    """A file-name-safe slug of the inputs' text (`prompt`, else the first string input):
+    lower-case ASCII words joined by "-", at most 40 characters, never empty ("output")."""
+    text = inputs.get("prompt")
+    if not isinstance(text, str):
+        text = next((value for value in inputs.values() if isinstance(value, str)), "")
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    words = _NOT_SLUG.sub("-", ascii_text.lower()).strip("-")
+    if len(words) > MAX_SLUG:
+        cut = words[: MAX_SLUG + 1]
+        words = cut[: cut.rfind("-")] if "-" in cut[MAX_SLUG // 2 :] else cut[:MAX_SLUG]
+    return words.strip("-") or "output"
+
+
+def render_stem(
+    template: str,
+    *,
+    key: str,
+    n: int,
+    request_id: str,
+    index: int = 0,
+    line: int | None = None,
+    slug: str = "output",
+) -> str:
     """The file name before `.{ext}`: every field and the whole stem sanitised, ≤ 120 chars.
 
-    `template` must end with ".{ext}" and use only {key}, {n}, {request_id} before it.
+    `template` must end with ".{ext}" and use only {index}, {line} (index + 1 when the input
+    has no line), {slug}, {key}, {n}, {request_id} before it; format specs such as
+    `{index:04d}` are allowed.
     """
     if not template.endswith(".{ext}"):
         raise ValueError(f"template must end with '.{{ext}}', got {template!r}")
     head = template[: -len(".{ext}")]
     for _, field, _, _ in string.Formatter().parse(head):
         if field is not None and field not in _STEM_FIELDS:
-            raise ValueError(f"template field {{{field}}} is not one of key, n, request_id")
-    stem = head.format(key=sanitize(key), n=n, request_id=sanitize(request_id))
+            raise ValueError(
+                f"template field {{{field}}} is not one of index, line, slug, key, n, request_id"
+            )
+    stem = head.format(
+        index=index,
+        line=index + 1 if line is None else line,
+        slug=sanitize(slug),
+        key=sanitize(key),
+        n=n,
+        request_id=sanitize(request_id),
+    )
     return sanitize(stem)[:MAX_STEM]
 
 
@@ -533,12 +572,18 @@ async def download_result(
     *,
     key: str | int | None = None,
     template: str = "{key}-{n}.{ext}",
+    index: int = 0,
+    line: int | None = None,
+    slug: str = "output",
+    names: list[str] | None = None,
 ) -> list[DownloadedFile]:
     """Download every URL of `result.output.urls` into `dest_dir`, in that order.
 
     At most `downloader.connections` at once. Names come from `template`: {key} (default the
-    request_id), {n} (index in output.urls), {request_id}, and {ext} last. The first failure
-    cancels the rest and raises DownloadError; files already complete stay in place.
+    request_id), {n} (index in output.urls), {request_id}, {index}, {line}, {slug}, and
+    {ext} last; `names` (stems chosen by an earlier save, one per URL) win over it, so a
+    file is never renamed. The first failure cancels the rest and raises DownloadError;
+    files already complete stay in place.
     """
     if result.output is None:
         cls = RequestCancelledError if result.state is State.CANCELLED else RequestFailedError
@@ -550,11 +595,13 @@ async def download_result(
     downloader.check_open()
     urls = result.output.urls
     label = result.request_id if key is None else str(key)
-    render_stem(template, key=label, n=0, request_id=result.request_id)  # checks the template
+    rid = result.request_id
     stems = [
-        render_stem(template, key=label, n=n, request_id=result.request_id)
-        for n in range(len(urls))
-    ]
+        render_stem(template, key=label, n=n, request_id=rid, index=index, line=line, slug=slug)
+        for n in range(max(len(urls), 1))  # n = 0 checks the template even without outputs
+    ][: len(urls)]
+    if names is not None and len(names) == len(urls):
+        stems = [sanitize(name)[:MAX_STEM] or stem for name, stem in zip(names, stems, strict=True)]
     if len(set(stems)) != len(stems):
         raise ValueError(f"template {template!r} gives two outputs the same name: use {{n}}")
     files: list[DownloadedFile | None] = [None] * len(urls)

@@ -143,6 +143,7 @@ class APIError(RunComfyError):
         error_code: int | str | None = None,
         body: str = "",
         retry_after: float | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -150,10 +151,13 @@ class APIError(RunComfyError):
         self.error_code = error_code
         self.body = _truncate(body)
         self.retry_after = retry_after
+        #: The request the call was about (status, result, cancel), named in the message too.
+        self.request_id = request_id
 
     def __str__(self) -> str:
         code = f", error_code {self.error_code}" if self.error_code is not None else ""
-        return f"{self.message} (HTTP {self.status_code}{code})"
+        about = f"request {self.request_id}: " if self.request_id is not None else ""
+        return f"{about}{self.message} (HTTP {self.status_code}{code})"
 
 
 class AuthenticationError(APIError):

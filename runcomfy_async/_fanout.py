@@ -7,13 +7,16 @@ import logging
 import math
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Iterable
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
+import msgspec
 
-from ._download import DownloadedFile
+from ._download import DEFAULT_TEMPLATE, DownloadedFile, download_result, render_stem, slug
 from ._errors import (
+    ConfigurationError,
     DownloadError,
     InvalidInputError,
     ModelMismatchError,
@@ -24,15 +27,15 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._inputs import ModelInput, encode_inputs
-from ._items import BUCKET, BatchInput, Change, Item, Job, Progress
+from ._items import BUCKET, BatchInput, Change, Item, Job, Numbered, Progress
 from ._journal import (
     Entry,
     Journal,
     JournalMismatchError,
+    Keys,
     Row,
     file_records,
     recorded_files,
-    stable_key,
 )
 from ._preflight import Preflight
 from ._request import Request
@@ -71,6 +74,12 @@ class Batch:
     def unfinished(self) -> list[str]:
         """request_ids still running when the batch was ended early."""
         return self._engine.unfinished
+
+    async def open(self) -> None:
+        """Open the journal and start the batch, now rather than at the first item, so that a
+        journal that cannot be used (ConfigurationError) or is in use by another run
+        (JournalBusyError) is reported before anything else; `async with` does the same."""
+        self._engine.start()
 
     def __aiter__(self) -> Self:
         return self
@@ -119,13 +128,18 @@ class _Engine:
         on_change: Callable[[Change], None] | None,
         journal: str | os.PathLike[str] | None = None,
         resubmit_unknown: bool = False,
+        retry_failed: bool = False,
         download_to: str | os.PathLike[str] | None = None,
-        name_template: str = "{key}-{n}.{ext}",
+        name_template: str = DEFAULT_TEMPLATE,
         validate: bool | None = None,
         preflight: bool | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        try:
+            render_stem(name_template, key="k", n=0, request_id="r")
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise ConfigurationError(f"name_template {name_template!r}: {exc}") from None
         self.progress = Progress()
         self.unfinished: list[str] = []  # request_ids left running when the batch ended early
         self.client = client
@@ -139,6 +153,10 @@ class _Engine:
         self._journal_path = journal
         self._journal: Journal | None = None
         self._resubmit_unknown = resubmit_unknown
+        self._retry_failed = retry_failed
+        self._keys = Keys()  # default journal keys: the k-th repeat of an input is its own
+        self._open: set[Job] = set()  # inputs read whose item is not made yet
+        self._input_error: Exception | None = None  # the caller's iterable raised it
         self._download_to = download_to
         self._template = name_template
         self._validate = validate
@@ -152,34 +170,81 @@ class _Engine:
         self._reading = anyio.CancelScope()
         self._fed = anyio.Event()
         self.started = self.closed = False
+        self._wound_up = False  # ended and its requests let go of: the journal may close
         self._reads = self._emitted = 0
 
     async def next(self) -> Item:
         self.start()
-        if self._fatal is not None:
-            with anyio.CancelScope(shield=True):
-                await self.aclose()
-            raise self._fatal
-        try:
-            item = await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
+        while True:
             if self._fatal is not None:
                 with anyio.CancelScope(shield=True):
                     await self.aclose()
-                raise self._fatal from None
-            self.closed = True  # every item was taken: nothing left to end
-            self.client._batches.discard(self)
-            self._receive.close()
-            self._close_journal()
-            if self._cut is not None:
-                raise self._cut from None
-            raise StopAsyncIteration from None
-        except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True):
-                await self.aclose()
-            raise
-        self._slots.release()
-        return item
+                raise self._fatal
+            try:
+                with anyio.move_on_after(self._patience()) as waited:
+                    item = await self._receive.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                if self._fatal is not None:
+                    continue
+                self._ended()
+                break
+            except anyio.get_cancelled_exc_class():
+                with anyio.CancelScope(shield=True):
+                    await self.aclose()
+                raise
+            if not waited.cancelled_caught:
+                self._slots.release()
+                return item
+            self._expire()  # the deadline and its grace passed: nothing left may hold us
+        if self._input_error is not None:  # after the items of the inputs read before it
+            raise self._input_error
+        if self._cut is not None:
+            raise self._cut
+        raise StopAsyncIteration
+
+    def _patience(self) -> float:
+        """Seconds next() may wait for an item: unbounded without a timeout, else until the
+        deadline plus the cancel grace (for the last items and cancels to land)."""
+        if self._deadline is None:
+            return math.inf
+        grace = 2 * self.client._track.cancel_grace + 1.0
+        return max(self._deadline - self.client._clock(), 0.0) + grace
+
+    def _expire(self) -> None:
+        """Give every input still without an item its timeout now (a stuck download, a
+        tracker that never ended): the batch timeout bounds the whole batch."""
+        stuck = [job for job in self._open if not job.settled]
+        if not stuck:
+            return
+        logger.error("batch timeout passed with %d inputs unsettled: ending them", len(stuck))
+        for tracker, job in list(self._live.items()):
+            if job in stuck:
+                del self._live[tracker]
+                self.client._scheduler.forget(tracker)
+        for job in stuck:
+            rid = job.request_id
+            error: RunComfyError
+            if rid is not None:
+                error = WaitTimeoutError(
+                    f"request {rid} had no outcome within the batch timeout of {self._timeout} s",
+                    request_id=rid,
+                    timeout=self._timeout or 0.0,
+                )
+                self.unfinished.append(rid)
+            else:
+                error = RunComfyError(
+                    f"input {job.index}: no outcome within the batch timeout of {self._timeout} s"
+                )
+            self._emit(job, error=error)
+        if self._emitted >= self._reads:  # reading stopped at the deadline: that is all
+            self._send.close()
+
+    def _ended(self) -> None:
+        """Every item was taken: nothing left to end."""
+        self.closed = self._wound_up = True
+        self.client._batches.discard(self)
+        self._receive.close()
+        self._close_journal()
 
     async def aclose(self) -> None:
         if self.closed:
@@ -203,6 +268,7 @@ class _Engine:
             )
         self._send.close()
         self._receive.close()
+        self._wound_up = True
         self._close_journal()
 
     def _close_journal(self) -> None:
@@ -256,22 +322,26 @@ class _Engine:
                 group.start_soon(self._let_go_of, tracker.request_id, tracker.state, job, tell)
 
     async def _let_go_of(self, rid: str, state: State | None, job: Job, tell: bool) -> None:
+        """Cancel or leave one request as the batch ends: its item (taken only if the
+        consumer still reads) and its count, cancelled or unfinished (it goes on, billed)."""
         why = "the client closed" if tell else "the batch ended"
-        cancelled = await self._abandon(rid, state, job, why=why)
-        if not tell:
+        try:
+            cancelled = await self._abandon(rid, state, job, why=why)
+        except Exception as exc:  # e.g. the journal could not record the cancel
+            self._broke(job, "letting it go", exc)
             return
         error: RunComfyError
         if cancelled:
             error = RequestCancelledError(
-                f"request {rid} was queued when the client closed: cancelled", request_id=rid
+                f"request {rid} was queued when {why}: cancelled", request_id=rid
             )
         else:
             where = state.value if state is not None else "submitted"
             error = RunComfyError(
-                f"request {rid} was {where} when the client closed; it goes on "
+                f"request {rid} was {where} when {why}; it goes on "
                 "(a rerun with the same journal picks it up)"
             )
-        self._emit(job, error=error)
+        self._emit(job, error=error, bucket="cancelled" if cancelled else "unfinished")
 
     async def _feed(self) -> None:
         try:
@@ -280,30 +350,107 @@ class _Engine:
                     if self._deadline is not None:  # stop reading inputs at the deadline
                         left = self._deadline - self.client._clock()
                         self._reading.deadline = anyio.current_time() + left
-                    index = 0
-                    async for value in _each(self._inputs, self._slots):
-                        self._reads += 1
-                        submits.start_soon(self._run_one, index, value)
-                        index += 1
+                    position = 0
+                    try:
+                        async for value in _each(self._inputs, self._slots):
+                            self._reads += 1
+                            submits.start_soon(self._run_one, position, value)
+                            position += 1
+                    except Exception as exc:
+                        # The caller's iterable raised: stop reading, but the inputs read
+                        # go on (their submits may be billed already) and next() raises it
+                        # after their items.
+                        self._input_error = exc
+        except Exception as exc:  # a bug of the engine: end the batch, never hang it
+            logger.exception("the batch's feeder failed")
+            self._fail(RunComfyError(f"the batch failed: {type(exc).__name__}: {exc}"), exc)
         finally:
             self._fed.set()
+            if self._wound_up:  # the last submit landed after the batch was ended
+                self._close_journal()
             self._end_if_done()
 
-    async def _run_one(self, index: int, value: Any) -> None:
-        job = Job(index, index, value)
+    def _fail(self, error: RunComfyError, cause: BaseException) -> None:
+        """End the whole batch with `error`: next() raises it."""
+        if self._fatal is None:
+            error.__cause__ = cause
+            self._fatal = error
+            self._reading.cancel()
+            self._send.close()  # wake the consumer
+
+    async def _run_one(self, position: int, value: Any) -> None:
+        """One input, from reading to its item. Whatever is raised on the way, the input
+        gets exactly one item: the structural guarantee that a batch never waits on work
+        that has died (here, in the tracker's callbacks and in the download)."""
+        index, line = position, None
+        if isinstance(value, Numbered):
+            value, index, line = value.input, value.index, value.line
+        job = Job(index, index, value, line)
+        self._open.add(job)
         self.progress.pending += 1
         try:
+            await self._submit(job)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as exc:
+            self._broke(job, "sending it", exc)
+
+    def _broke(
+        self, job: Job, doing: str, exc: BaseException, *, result: Result | None = None
+    ) -> None:
+        """An unexpected exception in `job`'s work: logged once, and the input's item."""
+        if job.settled:
+            logger.error("input %s: failed after its item was made", job.index, exc_info=exc)
+            return
+        logger.error("input %s: the SDK failed while %s", job.index, doing, exc_info=exc)
+        what = f"{type(exc).__name__}: {exc}"
+        rid = job.request_id
+        error: RunComfyError
+        if rid is None and job.sent:
+            error = SubmissionUnknownError(
+                f"input {job.index}: the SDK failed while {doing} ({what}) after its submit "
+                "may have left; RunComfy may have created (and billed) a job: not resent",
+                model_id=job.model_id or "",
+                inputs=job.input,
+            )
+        elif rid is not None:
+            error = RunComfyError(
+                f"input {job.index}: request {rid}: the SDK failed while {doing} ({what}); "
+                "the request is not resubmitted (a rerun with the journal re-attaches to it)"
+            )
+        else:
+            error = RunComfyError(f"input {job.index}: the SDK failed while {doing} ({what})")
+        error.__cause__ = exc
+        journal = self._journal
+        if journal is not None and rid is None:
+            try:
+                if job.sent:
+                    journal.unknown(str(job.key), str(error))
+                else:
+                    journal.rejected(str(job.key), str(error))
+            except Exception:
+                logger.exception("input %s: the journal could not record it", job.index)
+        self._emit(job, result=result, error=error)
+
+    async def _submit(self, job: Job) -> None:
+        value = job.input
+        try:
             model_id, body = _encode(value)
+            job.model_id = model_id
+            # Keys are taken in input order: tasks start in that order and get here before
+            # their first await, so the k-th repeat of an input is occurrence k.
             if self._key is not None:
                 job.key = self._key(value)
             elif self._journal is not None:
-                job.key = stable_key(model_id, body)
+                job.key = self._keys.key(model_id, body)
         except RunComfyError as exc:
             self._emit(job, error=exc)
             return
         except Exception as exc:  # the caller's key function failed: that input's error
-            self._emit(job, error=InvalidInputError(f"input {index}: key() raised {exc!r}"))
+            self._emit(job, error=InvalidInputError(f"input {job.index}: key() raised {exc!r}"))
             return
+        if self._download_to is not None:
+            job.slug = slug(msgspec.json.decode(body))
         journal = self._journal
         if journal is not None and not self._resume(job, journal, model_id, body):
             return
@@ -319,6 +466,12 @@ class _Engine:
                 journal.rejected(str(job.key), str(exc))
             self._emit(job, error=exc)
             return
+        if self.closed:  # the batch ended while this was checked: nothing is sent now
+            if journal is not None:
+                journal.rejected(str(job.key), "not sent: the batch ended")
+            self._emit(job, error=RunComfyError(f"input {job.index}: not sent, batch ended"))
+            return
+        job.sent = True
         try:
             request = await self.client._post(model_id, body, value)
         except anyio.get_cancelled_exc_class():  # the client closed with this submit out
@@ -342,6 +495,7 @@ class _Engine:
                 journal.rejected(str(job.key), str(exc))
             self._emit(job, error=exc)
             return
+        job.request_id = request.request_id
         if journal is not None:
             journal.tracked(str(job.key), request.request_id)
         self._follow(job, request)
@@ -355,26 +509,37 @@ class _Engine:
             return self._checker
 
     def _resume(self, job: Job, journal: Journal, model_id: str, body: bytes) -> bool:
-        """Settle `job` from the journal; True when it is to be submitted now."""
+        """Settle `job` from the journal; True when it is to be submitted now (the journal
+        marked it `sending` in the same transaction as it claimed it)."""
         key = str(job.key)
         try:
-            row = journal.claim(key, job.index, model_id, body)
+            row = journal.claim(
+                key,
+                job.index,
+                job.line,
+                model_id,
+                body,
+                retry_failed=self._retry_failed,
+                resubmit_unknown=self._resubmit_unknown,
+            )
         except JournalMismatchError as exc:
             self._fatal = exc  # never mix two batches' records: stop the batch
             self._reading.cancel()
+            job.settled = True
+            self._open.discard(job)
             self._emitted += 1
             self._end_if_done()
             return False
         if row.duplicate:
             self._emit(job, error=InvalidInputError(f"input {job.index}: duplicate key {key!r}"))
             return False
+        if row.send:
+            return True
         if row.state.finished:
             self._replay(job, row)
-            return False
-        if row.state is Entry.TRACKED and row.request_id is not None:
+        elif row.state is Entry.TRACKED and row.request_id is not None:
             self._follow(job, Request(row.request_id, model_id, self.client))  # re-attach
-            return False
-        if row.state in (Entry.SENDING, Entry.UNKNOWN) and not self._resubmit_unknown:
+        elif row.state in (Entry.SENDING, Entry.UNKNOWN):
             unknown = SubmissionUnknownError(
                 f"input {key!r}: an earlier run sent it and could not learn whether RunComfy "
                 "created a job; not resubmitted (pass resubmit_unknown=True to send it again)",
@@ -382,9 +547,9 @@ class _Engine:
                 inputs=job.input,
             )
             self._emit(job, error=unknown, resumed=True)
-            return False
-        journal.sending(key)  # write-ahead: on disk before the submit leaves
-        return True
+        else:
+            raise RuntimeError(f"journal row {key!r} in state {row.state}: neither sent nor kept")
+        return False
 
     def _replay(self, job: Job, row: Row) -> None:
         """Emit the outcome an earlier run recorded."""
@@ -394,7 +559,8 @@ class _Engine:
             result = Result(request_id=rid, state=State.SUCCEEDED, output=output, cost=row.cost)
             files = recorded_files(row.files)
             if self._download_to is not None and files is None:
-                self._deliver(job, result, resumed=True)  # an earlier run stopped before
+                names = [Path(record["path"]).stem for record in row.files or ()]
+                self._deliver(job, result, resumed=True, names=names or None)  # saved anew
             else:
                 self._emit(job, result=result, resumed=True, files=files or ())
             return
@@ -409,9 +575,9 @@ class _Engine:
 
     def _follow(self, job: Job, request: Request) -> None:
         """Track an accepted request until it ends (or abandon it if the batch has)."""
-        job.request_id = request.request_id
+        job.request_id = rid = request.request_id
         if self.closed:  # the batch ended while this submit was in flight
-            self.client._spawn(lambda: self._abandon(request.request_id, None, job))
+            self.client._spawn(lambda: self._let_go_of(rid, None, job, False))
             return
         self._move(job, "submitted", None)
         tracker = self.client._tracker(request, deadline=None)
@@ -430,6 +596,12 @@ class _Engine:
         job = self._live.pop(tracker, None)
         if job is None:
             return  # abandoned by aclose()
+        try:
+            self._settle(job, tracker)
+        except Exception as exc:  # e.g. an output the journal cannot encode
+            self._broke(job, "recording its outcome", exc)
+
+    def _settle(self, job: Job, tracker: Tracker) -> None:
         outcome = tracker.outcome
         if outcome is EXPIRED:
             queued = tracker.state in (None, State.IN_QUEUE)
@@ -466,20 +638,23 @@ class _Engine:
                 cancelled = isinstance(outcome, RequestCancelledError)
                 self._record(job, Entry.CANCELLED if cancelled else Entry.FAILED, tracker.result)
             self._emit(job, error=outcome)
+        else:
+            raise TypeError(f"a tracker ended with {outcome!r}")
 
-    def _deliver(self, job: Job, result: Result, *, resumed: bool = False) -> None:
+    def _deliver(
+        self, job: Job, result: Result, *, resumed: bool = False, names: list[str] | None = None
+    ) -> None:
         """Emit a success, after downloading its outputs when the batch downloads."""
         if self._download_to is None:
             self._emit(job, result=result, resumed=resumed)
             return
-        self.client._spawn(lambda: self._download(job, result, resumed))
+        self.client._spawn(lambda: self._download(job, result, resumed, names))
 
-    async def _download(self, job: Job, result: Result, resumed: bool) -> None:
-        assert self._download_to is not None
+    async def _download(
+        self, job: Job, result: Result, resumed: bool, names: list[str] | None
+    ) -> None:
         try:
-            files = await self.client.download(
-                result, self._download_to, key=str(job.key), template=self._template
-            )
+            await self._save(job, result, resumed, names)
         except anyio.get_cancelled_exc_class():  # the client closed mid-download
             closed = DownloadError(
                 f"the outputs of request {result.request_id}",
@@ -487,6 +662,23 @@ class _Engine:
             )
             self._emit(job, result=result, error=closed, resumed=resumed)
             raise
+        except Exception as exc:
+            self._broke(job, "saving its outputs", exc, result=result)
+
+    async def _save(self, job: Job, result: Result, resumed: bool, names: list[str] | None) -> None:
+        assert self._download_to is not None
+        try:
+            files = await download_result(
+                await self.client._downloads(),
+                result,
+                self._download_to,
+                key=str(job.key),
+                template=self._template,
+                index=job.index,
+                line=job.line,
+                slug=job.slug,
+                names=names,
+            )
         except RunComfyError as exc:  # the request succeeded; its files did not arrive
             self._emit(job, result=result, error=exc, resumed=resumed)
             return
@@ -494,7 +686,7 @@ class _Engine:
             error = InvalidInputError(f"name_template: {exc}")
             self._emit(job, result=result, error=error, resumed=resumed)
             return
-        if self._journal is not None:
+        if self._journal is not None:  # the names chosen now are the names from now on
             self._journal.files(str(job.key), file_records(files))
         self._emit(job, result=result, resumed=resumed, files=tuple(files))
 
@@ -520,16 +712,27 @@ class _Engine:
         error: RunComfyError | None = None,
         resumed: bool = False,
         files: tuple[DownloadedFile, ...] = (),
+        bucket: str | None = None,
     ) -> None:
+        """Make the input's one Item (a second call is a bug elsewhere: logged, dropped)."""
+        if job.settled:
+            logger.debug("input %s already has its item; %r dropped", job.index, error)
+            return
+        job.settled = True
+        self._open.discard(job)
+        final: State | None
         if error is None:
-            final: State | None = State.SUCCEEDED
-            bucket = "succeeded"
+            final, where = State.SUCCEEDED, "succeeded"
         elif isinstance(error, RequestCancelledError):
-            final, bucket = State.CANCELLED, "cancelled"
+            final, where = State.CANCELLED, "cancelled"
         else:
-            final, bucket = (State.FAILED if job.request_id else None), "failed"
-        self._move(job, bucket, final)
-        item = Item(job.index, job.key, job.input, job.request_id, result, error, resumed, files)
+            final, where = (State.FAILED if job.request_id else None), "failed"
+        if bucket is None and self.closed and not job.sent:
+            bucket = "pending"  # the batch ended before this was sent: it never was
+        self._move(job, bucket or where, final)
+        item = Item(
+            job.index, job.key, job.input, job.request_id, result, error, resumed, files, job.line
+        )
         self._emitted += 1
         if not self.closed and self._fatal is None:  # else nobody takes it
             self._send.send_nowait(item)

@@ -49,6 +49,12 @@ class ModelInput(
         """Build and check an input from wire-named fields (e.g. `promptText`)."""
         return decode_input(cls, _encode(dict(data), cls.model_id))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The wire dict RunComfy is sent (wire names, unset fields left out): the inverse
+        of from_dict(). Checks nothing; validate() does."""
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        return data
+
 
 # model_id -> its typed input, filled as `runcomfy_async.models` defines them.
 _TYPED: dict[str, type[ModelInput]] = {}

@@ -213,8 +213,12 @@ _REPLAN_AT = frozenset({5, 10, 20, 40, 80, 160})
 
 
 async def as_completed(
-    client: Client, requests: Iterable[Request | str], *, timeout: float | None
-) -> AsyncIterator[Result]:
+    client: Client,
+    requests: Iterable[Request | str],
+    *,
+    timeout: float | None,
+    return_exceptions: bool = False,
+) -> AsyncIterator[Result | RunComfyError]:
     """Yield each request's Result as it finishes (see Client.as_completed)."""
     send, receive = anyio.create_memory_object_stream[Tracker](math.inf)
     deadline = None if timeout is None else client._clock() + timeout
@@ -222,27 +226,43 @@ async def as_completed(
     for tracker in trackers:
         tracker.on_done = send.send_nowait
         client._track_request(tracker)
+    errors: list[RunComfyError] = []  # about one request each: raised after the others
     try:
         for left in range(len(trackers), 0, -1):
             tracker = await receive.receive()
             outcome = tracker.outcome
             if outcome is EXPIRED:
-                raise WaitTimeoutError(
+                timed_out = WaitTimeoutError(
                     f"{left} requests did not finish within {timeout} s; they go on",
                     request_id=tracker.request_id,
                     timeout=timeout or 0.0,
                 )
+                _note_others(timed_out, errors)
+                raise timed_out
             if isinstance(outcome, Result):
                 yield outcome
             elif isinstance(outcome, RequestFailedError) and tracker.result is not None:
                 yield tracker.result  # a failed or cancelled request is a state here
             elif isinstance(outcome, RunComfyError):
-                raise outcome
+                if return_exceptions:
+                    yield outcome
+                else:
+                    errors.append(outcome)
     finally:
         for tracker in trackers:
             client._scheduler.forget(tracker)
         send.close()
         receive.close()
+    if errors:
+        first = errors[0]
+        _note_others(first, errors[1:])
+        raise first
+
+
+def _note_others(exc: BaseException, others: list[RunComfyError]) -> None:
+    if others:
+        names = ", ".join(str(getattr(e, "request_id", None) or e) for e in others)
+        exc.add_note(f"{len(others)} more requests could not be tracked: {names}")
 
 
 async def watch(

@@ -21,7 +21,7 @@ from runcomfy_async._cli_batch import InputFile
 from runcomfy_async._wire import ModelInfo
 from tests.cli.conftest import CANARY, RUNWAY, WAN, SimProcess, manifest
 
-PROGRESS = re.compile(r"^runcomfy batch: \d+/\d+ done \(queued \d+, running \d+", re.M)
+PROGRESS = re.compile(r"^runcomfy batch: \d+/\d+ done \(pending \d+, queued \d+, running \d+", re.M)
 
 
 def write(path: Path, *lines: str) -> Path:
@@ -64,12 +64,18 @@ def test_text_file_batch_reports_bad_lines_and_writes_manifest_and_files(
     assert "skipped lines: 1" in done.out
     assert "cost: $0.1200" in done.out
     assert str(out / "manifest.jsonl") in done.out
-    rows = manifest(out)
-    assert len(rows) == 3
-    assert sorted(row["input"]["prompt"] for row in rows) == [
-        "a bowl of ramen",
-        "a lighthouse in a storm",
+    rows = manifest(out)  # in input order, the skipped line among them
+    assert [(row["line"], row["index"], row["state"]) for row in rows] == [
+        (2, 0, "succeeded"),
+        (4, 1, "succeeded"),
+        (6, 2, "skipped"),
+        (7, 3, "succeeded"),
+    ]
+    assert "prompt" in rows.pop(2)["error"]
+    assert [row["input"]["prompt"] for row in rows] == [
         "a red fox",
+        "a lighthouse in a storm",
+        "a bowl of ramen",
     ]
     assert all(row["state"] == "succeeded" and row["error"] is None for row in rows)
     assert all(row["request_id"] and row["resumed"] is False for row in rows)
@@ -96,7 +102,7 @@ def test_jsonl_bad_lines_are_reported_with_their_line_numbers(cli: Any, tmp_path
     assert "aspect_ratio" in done.err
     assert "2 inputs: 2 succeeded" in done.out
     assert "skipped lines: 3" in done.out
-    rows = manifest(out)
+    rows = [row for row in manifest(out) if row["state"] != "skipped"]
     assert len(rows) == 2
     assert check_files(out, rows) == 2
 

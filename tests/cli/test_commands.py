@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import runcomfy_async as rc
-from runcomfy_async._cli_output import exit_code
+from runcomfy_async._cli_output import NotSavedError, exit_code
 from tests.cli.conftest import CANARY, RUNWAY, WAN, SimProcess, cli_process
 
 
@@ -183,7 +183,11 @@ def test_missing_key_file_exits_2(cli: Any, tmp_path: Path) -> None:
 def test_run_timeout_exits_6(cli: Any) -> None:
     done = cli("run", WAN, "-i", "prompt=x", "--simulate", "--timeout", "0.001")
     assert done.code == 6
-    assert done.err.count("\n") == 1
+    lines = done.err.splitlines()  # the request_id, the error, the command that waits again
+    assert len(lines) == 3
+    assert lines[0].startswith("runcomfy: submitted request ")
+    assert lines[1].startswith("runcomfy: error: ")
+    assert "runcomfy wait " in lines[2]
 
 
 def test_unknown_model_is_invalid_input(cli: Any) -> None:
@@ -201,7 +205,7 @@ def test_argparse_usage_errors_exit_2(cli: Any) -> None:
 def test_help_documents_every_exit_status(cli: Any) -> None:
     done = cli("--help")
     assert done.code == 0
-    for code in ("0", "1", "2", "3", "4", "5", "6", "130"):
+    for code in ("0", "1", "2", "3", "4", "5", "6", "7", "130"):
         assert f"\n  {code} " in done.out
 
 
@@ -230,6 +234,7 @@ ERRORS: list[tuple[Exception, int]] = [
     (rc.UnexpectedResponseError("x"), 4),
     (rc.NotFoundError("x", status_code=404), 5),
     (rc.WaitTimeoutError("x", request_id="r", timeout=1.0), 6),
+    (NotSavedError("x"), 7),
 ]
 
 

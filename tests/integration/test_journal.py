@@ -75,7 +75,7 @@ async def test_a_rerun_reattaches_to_requests_left_running(tmp_path: Path) -> No
             items = await run(client, inputs(8), journal)
         per_input = sim.ledger.jobs_per_input()
         cancelled = [job for job in sim.ledger.jobs if job.state.value == "cancelled"]
-    assert all(item.ok for item in items)
+    assert all(item.ok for item in items), [item.error for item in items]
     assert len(cancelled) == 4
     assert sorted(per_input.values()) == [1] * 4 + [2] * 4  # only the cancelled were resent
     assert {item.request_id for item in items} == {
@@ -112,10 +112,29 @@ async def test_a_journal_of_another_batch_is_refused(tmp_path: Path) -> None:
         assert sim.ledger.calls["submit"] == 3
 
 
-async def test_duplicate_keys_are_an_error_item(tmp_path: Path) -> None:
+async def test_the_same_input_three_times_is_three_requests_and_a_rerun_pays_none_again(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "batch.sqlite"
+    same = [models.Wan22TextToImage(prompt="a fox")] * 3 + inputs(1)
+    async with Simulator(sim_config()) as sim, client_for(sim) as client:
+        first = await run(client, same, journal, max_in_flight=2)
+        per_input = sim.ledger.jobs_per_input()
+        assert per_input == {'{"prompt": "a fox"}': 3, '{"prompt": "prompt 0"}': 1}
+        again = await run(client, same + same[:1], journal)  # one more copy: one more request
+        assert sim.ledger.jobs_per_input()['{"prompt": "a fox"}'] == 4
+    assert all(item.ok for item in first)
+    assert len({item.request_id for item in first}) == 4
+    assert sorted(item.resumed for item in again) == [False] + [True] * 4
+    assert sum(states(journal).values()) == 5
+
+
+async def test_duplicate_keys_of_the_callers_key_function_are_an_error_item(
+    tmp_path: Path,
+) -> None:
     journal = tmp_path / "batch.sqlite"
     async with Simulator(sim_config()) as sim, client_for(sim) as client:
-        items = await run(client, inputs(3) + inputs(1), journal, max_in_flight=1)
+        items = await run(client, inputs(3) + inputs(1), journal, max_in_flight=1, key=str)
         assert sim.ledger.calls["submit"] == 3
     errors = [item for item in items if item.error is not None]
     assert len(errors) == 1
@@ -152,7 +171,7 @@ async def test_batch_downloads_outputs_and_records_them(tmp_path: Path) -> None:
     for item in items:
         (file,) = item.files
         assert file.path.parent == out
-        assert file.path.name == f"{str(item.key).replace(' ', '_')}-0.png"
+        assert file.path.name == f"{item.index:04d}-prompt-{item.index}-0.png"
         data = file.path.read_bytes()
         assert data.startswith(b"\x89PNG")
         assert hashlib.sha256(data).hexdigest() == file.sha256
@@ -176,7 +195,7 @@ async def test_a_rerun_downloads_what_an_interrupted_run_had_not(tmp_path: Path)
         items = await run(client, inputs(4), journal, download_to=out)
         assert sim.ledger.calls["submit"] == 4
     assert all(item.ok and item.resumed for item in items)
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{item.key}-0.png" for item in items)
+    assert sorted(p.name for p in out.iterdir()) == [f"000{i}-prompt-{i}-0.png" for i in range(4)]
 
 
 async def test_an_unusable_journal_stops_the_batch_before_any_submit(tmp_path: Path) -> None:

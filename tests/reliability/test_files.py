@@ -22,6 +22,7 @@ async def batch(client: rc.Client, tmp_path: Path) -> dict[str, rc.Item]:
         key=lambda value: value[1]["prompt"],
         journal=tmp_path / "journal.sqlite",
         download_to=tmp_path / "out",
+        name_template="{key}-{n}.{ext}",
     )
     return {str(item.key): item async for item in items}
 

@@ -167,6 +167,7 @@ def check_inputs(data: Mapping[str, Any]) -> None:
     )
     assert_type(wan.model_id, str)
     assert_type(wan.prompt, str)
+    assert_type(wan.to_dict(), dict[str, Any])
     runway = models.RunwayGen3TurboImageToVideo(
         prompt_text="fox", prompt_image="https://example.com/fox.png", ratio="768:1280", duration=10
     )
@@ -183,9 +184,31 @@ def check_inputs(data: Mapping[str, Any]) -> None:
     models.RunwayGen3TurboImageToVideo(promptText="fox")  # type: ignore[call-arg]
 
 
+async def check_as_completed_and_estimates(client: rc.Client, info: rc.ModelInfo) -> None:
+    async for result in client.as_completed(["a", "b"], timeout=10.0):
+        assert_type(result, rc.Result)
+    async for one in client.as_completed(["a"], return_exceptions=True):
+        assert_type(one, rc.Result | rc.RunComfyError)
+    wan = models.Wan22TextToImage(prompt="fox")
+    pair = ("acme/model", {"x": 1})
+    estimate = rc.estimate_cost(info, [wan, pair, rc.Numbered(wan, 3, line=4), {"x": 1}])
+    assert_type(estimate, rc.CostEstimate)
+
+
 def check_configuration() -> None:
     assert_type(rc.DEFAULT_BASE_URL, str)
     assert_type(rc.__version__, str)
     assert_type(rc.Timeouts().total, float)
     assert_type(rc.RetryPolicy().max_attempts, int)
     assert_type(rc.PollPolicy().max_interval, float)
+
+
+def check_journal_and_numbered(path: str) -> None:
+    rows = rc.read_journal(path)
+    assert_type(rows, list[rc.JournalRow])
+    assert_type(rows[0].spent, float)
+    assert_type(rows[0].line, int | None)
+    numbered = rc.Numbered(("m/x", {"prompt": "fox"}), 7, line=9)
+    assert_type(numbered.index, int)
+    busy: rc.ConfigurationError = rc.JournalBusyError("busy", holder={})
+    del busy

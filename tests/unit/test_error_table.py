@@ -222,7 +222,13 @@ async def test_client_raises_the_tables_class_with_readable_details(
     assert exc.error_code == error_code
     assert exc.message == message
     code = f", error_code {error_code}" if error_code is not None else ""
-    assert str(exc) == f"{message} (HTTP {status_code}{code})"
+    about = (rc.NotFoundError, rc.PermissionDeniedError, rc.BadRequestError)
+    if isinstance(exc, about):  # an error about the one request names it
+        assert exc.request_id == "r1"
+        assert str(exc) == f"request r1: {message} (HTTP {status_code}{code})"
+    else:  # about the key or the service
+        assert exc.request_id is None
+        assert str(exc) == f"{message} (HTTP {status_code}{code})"
     assert KEY not in str(exc) + repr(exc) + exc.body
 
 
