@@ -11,7 +11,13 @@ import msgspec
 
 Endpoint = Literal["submit", "status", "result", "cancel", "catalog", "files", "any"]
 Action = Literal[
-    "status", "reset_before_read", "reset_after_read", "latency", "truncate", "error_200"
+    "status",
+    "status_after_read",
+    "reset_before_read",
+    "reset_after_read",
+    "latency",
+    "truncate",
+    "error_200",
 ]
 
 
@@ -25,6 +31,8 @@ class FaultRule:
     - "status": answer HTTP `status_code` with `body` (default `{"error_code",
       "error_message"}`) and a `Retry-After` header when `retry_after` is set (seconds, or
       a string sent verbatim such as an HTTP date). A submit is NOT turned into a job.
+    - "status_after_read": handle the call fully (a submit creates its job), then answer
+      as "status" does: a server that did the work and reports a failure (a 507, a 520).
     - "reset_before_read": drop the connection without reading the body (no job).
     - "reset_after_read": handle the call fully (a submit creates its job), then drop the
       connection without answering.
