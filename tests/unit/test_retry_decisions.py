@@ -56,7 +56,8 @@ def test_every_status_answering_a_submit_is_a_refusal_or_an_unknown_outcome(stat
     if status == 429:
         assert decision is RETRY
     elif status in REFUSALS:
-        assert 400 <= status < 500 and status != 408
+        assert 400 <= status < 500
+        assert status != 408
         assert decision is RAISE
     else:
         assert decision is UNKNOWN
