@@ -90,7 +90,8 @@ class AdaptiveRate:
 
     Not throttled until a 429 comes. Then, as in AWS SDKs' adaptive retry mode (a CUBIC
     rate): the pace is cut to `beta` times the rate sent at, and grows back along a cubic
-    curve, reaching the old rate after `recovery` seconds and probing past it. A change is
+    curve, reaching the old rate after `recovery` seconds, then probing past it (doubling
+    every `recovery / 2` seconds). A change is
     judged only by calls sent under it (429s of calls already on the wire do not cut
     again), and at least `dwell` seconds (or 8 calls) after it. A cut that cost admitted
     calls (the admitted rate fell with the pace: the refusals were not about the pace) is
@@ -176,7 +177,7 @@ class AdaptiveRate:
             admitted = pace.ok_since / since
             if pace.move < 0 and admitted < 0.85 * pace.before:
                 move = +1  # the cut cost admitted calls: these 429s are not about the pace
-            elif pace.move > 0 and admitted > 1.1 * pace.before:
+            elif pace.move > 0 and admitted > 1.25 * pace.before:
                 move = +1  # raising paid: the server admits more
             else:
                 move = -1
@@ -189,7 +190,10 @@ class AdaptiveRate:
         if pace.w_max is None:
             return None
         t = now - pace.changed_at
-        rate = pace.w_max * (1.0 + self._scale * (t - self._recovery) ** 3)
+        if t <= self._recovery:  # concave: back to the rate refused, slowing near it
+            rate = pace.w_max * (1.0 + self._scale * (t - self._recovery) ** 3)
+        else:  # past it, probe for more: doubling every `recovery / 2` seconds
+            rate = pace.w_max * 2.0 ** (min(t - self._recovery, 60.0) * 2.0 / self._recovery)
         _forget(pace.sent, now - self.WINDOW)
         ceiling = 2.0 * len(pace.sent) / self.WINDOW
         if rate > ceiling and t > 2.0 * self._recovery:
