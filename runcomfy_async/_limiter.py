@@ -1,4 +1,4 @@
-"""A client-wide pace: at most `rate` API calls per second, in bursts of up to `burst`."""
+"""Client-wide paces: the fixed cap (`max_calls_per_second`) and the one learnt from 429s."""
 
 from __future__ import annotations
 
