@@ -34,6 +34,8 @@ class SimSpec:
     queue_delay: float = 0.0
     concurrency: int | None = None
     seed: int = 0
+    submit_rate: float | None = None  # submits admitted per second (429 for the rest)
+    submit_burst: float = 1.0  # submits the bucket admits at once
 
     def argv(self) -> list[str]:
         argv = [sys.executable, str(HERE / "_simserver.py")]
@@ -43,6 +45,9 @@ class SimSpec:
         argv += ["--seed", str(self.seed)]
         if self.concurrency is not None:
             argv += ["--concurrency", str(self.concurrency)]
+        if self.submit_rate is not None:
+            argv += ["--submit-rate", str(self.submit_rate)]
+            argv += ["--submit-burst", str(self.submit_burst)]
         return argv
 
 

@@ -23,6 +23,8 @@ def main() -> None:
     parser.add_argument("--queue-delay", type=float, default=0.0)
     parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--submit-rate", type=float, default=None)
+    parser.add_argument("--submit-burst", type=float, default=1.0)
     args = parser.parse_args()
     config = SimulatorConfig(
         models={model_id: ModelProfile(run_time=span) for model_id, span in args.model},
@@ -30,6 +32,8 @@ def main() -> None:
         queue_delay=args.queue_delay,
         concurrency=args.concurrency,
         seed=args.seed,
+        submit_rate=args.submit_rate,
+        submit_burst=args.submit_burst,
         port=0,
     )
 

@@ -179,7 +179,7 @@ def _as_text(name: str) -> Any:
 def read_key(args: argparse.Namespace) -> Secret | None:
     """The key from --api-key-file; None leaves it to the Client (environment)."""
     if args.simulate:
-        return Secret("simulated")
+        return Secret("simulated")  # too short to scrub: the simulator's words stay
     if args.api_key_file:
         try:
             with open(args.api_key_file, encoding="utf-8") as file:
@@ -354,6 +354,16 @@ class _ErrorsToStderr(logging.Handler):
         warn(record.getMessage())
 
 
+def scrub(text: str, key: Secret | None) -> str:
+    """`text` without any key this command could be using, in any form (Secret.scrub): the
+    one from --api-key-file and those in the environment."""
+    for name in KEY_ENV_VARS:
+        value = os.environ.get(name, "").strip()
+        if value:
+            text = Secret(value).scrub(text)
+    return key.scrub(text) if key is not None else text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `runcomfy` command; returns the exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -391,9 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(leaf)
         if isinstance(leaf, OSError) and not isinstance(leaf, RunComfyError):  # not our timeouts
             message = f"cannot use {leaf.filename or 'a file'}: {leaf.strerror or leaf}"
-        secret = getattr(args, "api_key", None)
-        if secret is not None and not args.simulate:  # defence in depth: the SDK never shows it
-            message = message.replace(secret.reveal(), "********")
+        message = scrub(message, getattr(args, "api_key", None))  # defence in depth
         if args.simulate and isinstance(leaf, NotFoundError) and args.command in LOOKUPS:
             message += " (--simulate starts an empty simulator: there is nothing to look up)"
         error(message or type(leaf).__name__)

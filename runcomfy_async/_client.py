@@ -44,10 +44,10 @@ from ._policy import PollPolicy
 from ._poll import Scheduler, as_completed, watch
 from ._preflight import Preflight
 from ._request import Request
-from ._retry import Clock, RetryPolicy, Sleep
+from ._retry import CallKind, Clock, RetryPolicy, Sleep
 from ._service import Service, Work
 from ._track import EXPIRED, Tracker, TrackSettings, cancel_quietly, of_model
-from ._transport import CallKind, Transport
+from ._transport import Transport
 from ._wire import CancelOutcome, ModelInfo, Result, State, Status
 
 if TYPE_CHECKING:
@@ -250,8 +250,17 @@ class Client:
         downloader = await self._downloads()
         return Preflight(allow_loopback=downloader.allow_loopback, downloader=downloader)
 
-    async def _post(self, model_id: str, body: bytes, original: object) -> Request:
-        """Send one checked submit; `original` is what SubmissionUnknownError carries."""
+    async def _post(
+        self,
+        model_id: str,
+        body: bytes,
+        original: object,
+        *,
+        rate_limit_until: float | None = None,
+    ) -> Request:
+        """Send one checked submit; `original` is what SubmissionUnknownError carries.
+        429s are waited out until `rate_limit_until` (client clock; default: the retry
+        policy's `rate_limit_patience` from now)."""
         answer = await self._transport.call(
             CallKind.SUBMIT,
             "POST",
@@ -259,6 +268,7 @@ class Client:
             _SUBMIT,
             body=body,
             submit_of=(model_id, original),
+            rate_limit_until=rate_limit_until,
         )
         now = self._clock()
         horizon = now - self._track.not_found_grace

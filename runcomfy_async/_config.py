@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 from ._errors import ConfigurationError
 
@@ -32,15 +34,35 @@ class Timeouts:
 
 
 class Secret:
-    """Holds the API key; its repr and str never show it."""
+    """Holds the API key; its repr and str never show it.
 
-    __slots__ = ("_value",)
+    `scrub` removes the key from text a server sent, in every form a server or gateway
+    may echo it: as it is (any case), URL-quoted, JSON-escaped, hex, and base64 (standard
+    and URL-safe, at any alignment inside a longer base64 text) of the key, of
+    "Bearer <key>" and of "<key>:" or ":<key>" (HTTP Basic). Keys shorter than 8
+    characters are not scrubbed: they would mangle ordinary words.
+    """
+
+    __slots__ = ("_bytes", "_text", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        self._text, self._bytes = _scrubbers(value)
 
     def reveal(self) -> str:
         return self._value
+
+    def bearer(self) -> Bearer:
+        """The Authorization header value, in a str whose repr hides the key."""
+        return Bearer(f"Bearer {self._value}")
+
+    def scrub(self, text: str) -> str:
+        """`text` with every form of the key replaced by ********."""
+        return text if self._text is None else self._text.sub(REDACTED, text)
+
+    def scrub_bytes(self, data: bytes) -> bytes:
+        """`data` (a body as received) with every form of the key replaced by ********."""
+        return data if self._bytes is None else self._bytes.sub(REDACTED.encode(), data)
 
     def __repr__(self) -> str:
         return "Secret('********')"
@@ -49,6 +71,46 @@ class Secret:
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("the API key cannot be pickled")
+
+
+REDACTED = "********"
+_MIN_SCRUBBED = 8  # characters: a shorter key is no secret worth mangling text for
+
+
+class Bearer(str):
+    """An Authorization header value: sent as it is, but its repr (in a traceback's frame
+    locals, a headers dict) shows no key."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'Bearer ********'"
+
+
+def _scrubbers(key: str) -> tuple[re.Pattern[str] | None, re.Pattern[bytes] | None]:
+    """Patterns matching every form of `key` that `Secret.scrub` removes."""
+    if len(key) < _MIN_SCRUBBED:
+        return None, None
+    raw = key.encode()
+    plain = {key, quote(key, safe=""), quote_plus(key), json.dumps(key)[1:-1]}
+    plain.add(key.replace("/", "\\/"))  # JSON encoders that escape the slash
+    plain.add(raw.hex())
+    encoded: set[str] = set()
+    for data in (raw, b"Bearer " + raw, raw + b":", b":" + raw):
+        for offset in range(3):  # base64 of the key wherever it starts in a longer text
+            padded = b"\0" * offset + data
+            text = base64.b64encode(padded).decode()
+            core = text[4 if offset else 0 : 4 * (len(padded) // 3)]
+            full = text if offset == 0 else core
+            for piece in {core, full, full.rstrip("=")}:
+                if len(piece) >= _MIN_SCRUBBED:
+                    encoded.add(piece)
+                    encoded.add(piece.replace("+", "-").replace("/", "_"))
+                    encoded.add(quote(piece, safe=""))
+    folded = "|".join(re.escape(p) for p in sorted(plain, key=len, reverse=True))
+    exact = "|".join(re.escape(p) for p in sorted(encoded, key=len, reverse=True))
+    source = f"(?i:{folded})|{exact}"
+    return re.compile(source), re.compile(source.encode())
 
 
 _TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")

@@ -14,7 +14,7 @@
     │   ├── InsufficientBalanceError            402, 400002
     │   ├── NotFoundError (LookupError)         404, 404001
     │   ├── BadRequestError                     400, 400001, 422 and other 4xx
-    │   ├── RateLimitError                      429 (.retry_after)
+    │   ├── RateLimitError                      429 (.retry_after), after the rate-limit patience
     │   └── ServerError                         5xx, 408: RunComfy could not answer (transient)
     ├── RequestFailedError                      the request ran and produced no output
     │   ├── RequestCancelledError               the request was cancelled
@@ -185,7 +185,8 @@ class ResultNotReadyError(BadRequestError):
 
 
 class RateLimitError(APIError):
-    """Too many calls; `retry_after` is the wait RunComfy asked for in seconds, if any."""
+    """Too many calls, for longer than `RetryPolicy.rate_limit_patience`; nothing was created.
+    `retry_after` is the wait RunComfy last asked for in seconds, if any."""
 
 
 class ServerError(APIError):

@@ -473,7 +473,10 @@ class _Engine:
             return
         job.sent = True
         try:
-            request = await self.client._post(model_id, body, value)
+            # A 429 proves nothing was created: an input waits out rate limits until the
+            # batch's deadline (none: for as long as it takes), never failing for them.
+            until = math.inf if self._deadline is None else self._deadline
+            request = await self.client._post(model_id, body, value, rate_limit_until=until)
         except anyio.get_cancelled_exc_class():  # the client closed with this submit out
             unknown = SubmissionUnknownError(
                 f"input {job.index}: the client was closed while its submit was on the wire; "

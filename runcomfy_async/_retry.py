@@ -1,11 +1,12 @@
-"""Retry arithmetic: full-jitter backoff, Retry-After parsing, the retry budget, the 429 gate."""
+"""Retry decisions and arithmetic: what each failure allows, full-jitter backoff, Retry-After,
+the retry budget."""
 
 from __future__ import annotations
 
 import email.utils
+import enum
 import math
 import random
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,71 @@ __all__ = ["RetryPolicy"]
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
+
+
+class CallKind(enum.Enum):
+    """What an API call does; decides whether it may be retried after the bytes left."""
+
+    SUBMIT = "submit"
+    STATUS = "status"
+    RESULT = "result"
+    CANCEL = "cancel"
+    CATALOG = "catalog"
+
+
+class Happened(enum.Enum):
+    """How one attempt of a call ended, as far as the retry decision needs to know."""
+
+    CONNECT_FAILED = "connect failed"  # DNS, refused, TLS, connect timeout, pool wait
+    SEND_FAILED = "failed after sending"  # reset, disconnect, a body cut short
+    TIMED_OUT = "timed out after sending"
+    ANSWERED = "answered"  # an HTTP status (`status`), 2xx bodies aside
+    UNREADABLE = "unreadable answer"  # a 2xx whose body cannot be read
+    EMBEDDED_ERROR = "error inside a 2xx"  # `status` is the one its error_code implies
+
+
+class Decision(enum.Enum):
+    """What the transport does with a failed attempt."""
+
+    RETRY = "retry"  # safe: send it again (within the budget, or the rate-limit patience)
+    RAISE = "raise"  # final: raise the error as it is
+    UNKNOWN_OUTCOME = "unknown outcome"  # a submit RunComfy may have acted on: never resent
+
+
+#: Answers to a submit that prove no job was created: the server refused the call itself
+#: (malformed, unauthenticated, unpaid, forbidden, no such model, wrong method or media type,
+#: conflicting, too large, unprocessable, ...). Everything else may follow a job that
+#: exists: 408 (a gateway's timeout can come after the origin read the call), every 5xx of
+#: any number (501, 507, Cloudflare's 520-530, 599), 1xx, 3xx, gateway-specific 4xx such
+#: as nginx's 499 or an ELB's 460, an unreadable 2xx. 429 is a refusal too, retried.
+REFUSALS = frozenset(
+    {400, 401, 402, 403, 404, 405, 406, 409, 410, 411, 412, 413, 414, 415, 417, 421, 422, 431, 451}
+)
+RATE_LIMITED = 429
+#: Answers to a read (status, result, catalog) or a cancel that are retried: the server
+#: could not answer now. 501 (not implemented) and 505 (version not supported) will not
+#: change on a retry, so they are final like other errors.
+TRANSIENT = frozenset({408, 429}) | (frozenset(range(500, 600)) - {501, 505})
+
+
+def decide(kind: CallKind, happened: Happened, status: int | None = None) -> Decision:
+    """The one table of retry decisions: call kind x how the attempt ended -> decision.
+
+    `status` is the HTTP status answered (for ANSWERED), or the one an error_code inside a
+    2xx implies (for EMBEDDED_ERROR: 400005 -> 400, None when it implies none).
+    """
+    if happened is Happened.CONNECT_FAILED:
+        return Decision.RETRY  # not a byte was sent
+    answered = happened in (Happened.ANSWERED, Happened.EMBEDDED_ERROR)
+    if answered and status == RATE_LIMITED:
+        return Decision.RETRY  # an explicit refusal: nothing was done, wait and go again
+    if kind is CallKind.SUBMIT:
+        if answered and status in REFUSALS:
+            return Decision.RAISE
+        return Decision.UNKNOWN_OUTCOME
+    if not answered:
+        return Decision.RETRY  # reads and cancels are safe to repeat
+    return Decision.RETRY if status in TRANSIENT else Decision.RAISE
 
 
 @dataclass(frozen=True)
@@ -26,6 +92,12 @@ class RetryPolicy:
     a retry costs `retry_cost` tokens (a timeout `timeout_cost`), a success gives back
     `success_refund`, and with no tokens left failures are raised at once instead of retried,
     so an outage cannot turn into a retry storm.
+
+    A 429 is not a failure of the call: it proves RunComfy did nothing, so it spends neither
+    attempts nor budget. The call waits (at least `Retry-After`) and goes again while the
+    client-wide pace adapts, for up to `rate_limit_patience` seconds from the call's start;
+    then RateLimitError is raised. A batch (`client.map`) waits until its own deadline
+    instead: an input is never failed for being rate-limited.
     """
 
     max_attempts: int = 5
@@ -36,10 +108,13 @@ class RetryPolicy:
     retry_cost: float = 5.0
     timeout_cost: float = 10.0
     success_refund: float = 1.0
+    rate_limit_patience: float = 120.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if not self.rate_limit_patience >= 0:  # math.inf: wait out any rate limit
+            raise ValueError("rate_limit_patience must be a number of seconds >= 0")
         for name in (
             "base_backoff",
             "max_backoff",
@@ -116,73 +191,3 @@ class RetryBudget:
     def refund(self) -> None:
         """A call succeeded: give a little back, up to the full budget."""
         self._tokens = min(self._policy.budget, self._tokens + self._policy.success_refund)
-
-
-class Backpressure:
-    """A client-wide gate: after a 429, no call of this client is sent before the pause ends.
-
-    Then the calls held meanwhile go out in a slow start, not all at once: one by one at
-    the rate this client sent calls before the 429 (at least `min_rate` per second), the
-    rate doubling every `doubling` seconds for `ramp` seconds. Every call passes the gate.
-    """
-
-    def __init__(
-        self,
-        *,
-        clock: Clock,
-        sleep: Sleep,
-        rng: random.Random,
-        min_rate: float = 20.0,
-        doubling: float = 1.0,
-        ramp: float = 4.0,
-    ) -> None:
-        self._clock = clock
-        self._sleep = sleep
-        self._rng = rng
-        self._min_rate = min_rate
-        self._doubling = doubling
-        self._ramp = ramp
-        self._not_before = -math.inf
-        self._sent: deque[float] = deque()  # this client's send times in the last second
-        self._rate = min_rate  # calls per second to restart at
-        self._next_slot = -math.inf
-        self._releasing = False
-
-    def pause(self, seconds: float) -> None:
-        """Hold every call for `seconds` from now (never shortens a pause already set)."""
-        now = self._clock()
-        if not self._releasing:  # a new episode: restart at the pace calls went before it
-            self._forget_before(now - 1.0)
-            self._rate = max(self._min_rate, float(len(self._sent)))
-            self._releasing = True
-        if now + seconds > self._not_before:
-            self._not_before = self._next_slot = now + seconds
-
-    @property
-    def remaining(self) -> float:
-        return max(0.0, self._not_before - self._clock())
-
-    async def wait(self) -> None:
-        """Return when this call may be sent: at once, unless a pause holds or is releasing."""
-        while self._releasing:
-            now = self._clock()
-            if self._not_before > now:  # paused: sleep to its end, then take a slot
-                await self._sleep(self._not_before - now + self._rng.uniform(0, 1 / self._rate))
-                continue
-            since = now - self._not_before
-            if since >= self._ramp:  # the slow start is over
-                self._releasing = False
-                break
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + 1.0 / (self._rate * 2.0 ** (since / self._doubling))
-            if slot > now:
-                await self._sleep(slot - now)
-            if self._not_before <= self._clock():
-                break  # no new pause came while waiting: the slot is this call's
-        now = self._clock()
-        self._sent.append(now)
-        self._forget_before(now - 1.0)
-
-    def _forget_before(self, moment: float) -> None:
-        while self._sent and self._sent[0] < moment:
-            self._sent.popleft()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import enum
 import logging
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
@@ -31,14 +30,18 @@ from ._errors import (
     TransportTimeoutError,
     UnexpectedResponseError,
 )
-from ._limiter import RateLimiter
+from ._limiter import AdaptiveRate, RateLimiter
 from ._retry import (
-    Backpressure,
+    RATE_LIMITED,
+    CallKind,
     Clock,
+    Decision,
+    Happened,
     RetryBudget,
     RetryPolicy,
     Sleep,
     backoff,
+    decide,
     parse_retry_after,
     retry_after_delay,
 )
@@ -46,16 +49,6 @@ from ._retry import (
 logger = logging.getLogger("runcomfy_async")
 
 T = TypeVar("T", bound=_wire._Body)
-
-
-class CallKind(enum.Enum):
-    """What an API call does; decides whether it may be retried after the bytes left."""
-
-    SUBMIT = "submit"
-    STATUS = "status"
-    RESULT = "result"
-    CANCEL = "cancel"
-    CATALOG = "catalog"
 
 
 # RunComfy's error_code picks the class first; the HTTP status decides when there is none.
@@ -77,7 +70,6 @@ _BY_STATUS: dict[int, type[APIError]] = {
     422: BadRequestError,
     429: RateLimitError,
 }
-_RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 def error_class(status_code: int, error_code: int | str | None) -> type[APIError]:
@@ -94,15 +86,21 @@ def error_class(status_code: int, error_code: int | str | None) -> type[APIError
 
 
 def api_error(
-    status_code: int, body: _wire._Body | None, raw: bytes, retry_after: float | None = None
+    status_code: int,
+    body: _wire._Body | None,
+    raw: bytes,
+    retry_after: float | None = None,
+    reason: str = "",
 ) -> APIError:
-    """Build the typed error for an answer; the body may be unreadable."""
+    """Build the typed error for an answer (already scrubbed); the body may be unreadable."""
     code = _wire.error_code_of(body) if body is not None else None
     message = _wire.error_message_of(body) if body is not None else None
     text = raw.decode("utf-8", "replace")
-    cls = error_class(_implied_status(status_code, code), code)
+    implied = implied_status(code) if 200 <= status_code < 300 else None
+    cls = error_class(implied or status_code, code)
+    default = f"RunComfy answered HTTP {status_code}" + (f" {reason}" if reason else "")
     return cls(
-        message or f"RunComfy answered HTTP {status_code}",
+        message or default,
         status_code=status_code,
         error_code=code,
         body=text,
@@ -110,20 +108,12 @@ def api_error(
     )
 
 
-def _implied_status(status_code: int, code: int | str | None) -> int:
-    """For an error inside an HTTP 2xx answer, the status its RunComfy code implies
-    (500001 -> 500), so a server error there is retried like one, not taken as final."""
-    if 200 <= status_code < 300 and isinstance(code, int) and 100_000 <= code <= 599_999:
+def implied_status(code: int | str | None) -> int | None:
+    """The HTTP status a RunComfy error_code implies (500001 -> 500, 400005 -> 400), if any:
+    for an error inside a 2xx answer, it decides as that status would."""
+    if isinstance(code, int) and 100_000 <= code <= 599_999:
         return code // 1000
-    return status_code
-
-
-def _embedded(error: APIError) -> APIError:
-    """An error inside a 2xx answer: a server error goes the way of a 5xx (retried, or an
-    unknown outcome for a submit); any other is final."""
-    if isinstance(error, ServerError):
-        return error
-    raise error
+    return None
 
 
 def _decode_error_body(raw: bytes) -> _wire.ErrorBody | None:
@@ -138,23 +128,41 @@ _ERROR_DECODER = msgspec.json.Decoder(_wire.ErrorBody)
 _UNREADABLE = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
-class _Attempt(enum.Enum):
-    """How far a failed attempt got: this decides whether a submit may be retried."""
+@dataclass(slots=True)
+class _Reply:
+    """An HTTP answer as read, its text already scrubbed of the key."""
 
-    NOT_SENT = "not sent"  # nothing reached the server: always safe to retry
-    MAYBE_SENT = "maybe sent"  # the server may have acted on it
-
-
-def _classify(exc: BaseException) -> _Attempt:
-    # Connector errors (DNS, refused, TLS, connect timeout, pool wait) happen before a byte
-    # of the request is written; everything else may follow a request the server has read.
-    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
-        return _Attempt.NOT_SENT
-    return _Attempt.MAYBE_SENT
+    status: int
+    reason: str
+    raw: bytes
+    retry_after: str | None
 
 
-def _is_timeout(exc: BaseException) -> bool:
-    return isinstance(exc, asyncio.TimeoutError | TimeoutError)
+@dataclass(slots=True)
+class _Lost:
+    """An attempt that got no answer: how far it got, and what aiohttp said (scrubbed)."""
+
+    happened: Happened
+    text: str
+    timeout: bool
+
+
+@dataclass(slots=True)
+class _Judged:
+    """A failed attempt, ready for the decision table."""
+
+    failure: RunComfyError
+    happened: Happened
+    status: int | None = None
+    retry_after: float | None = None
+    timeout: bool = False
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.status == RATE_LIMITED and self.happened in _ANSWERS
+
+
+_ANSWERS = (Happened.ANSWERED, Happened.EMBEDDED_ERROR)
 
 
 def _describe(exc: BaseException) -> str:
@@ -166,12 +174,19 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _cause(exc: BaseException) -> BaseException | None:
-    return None if isinstance(exc, aiohttp.ClientResponseError) else exc
+def _scope(kind: CallKind) -> str:
+    """The pace a call shares: RunComfy may limit submits apart from everything else."""
+    return "submit" if kind is CallKind.SUBMIT else "other"
 
 
 class Transport:
-    """Sends API calls with auth, timeouts, retries, the 429 gate and the retry budget."""
+    """Sends API calls with auth, timeouts, retries, the learnt pace and the retry budget.
+
+    Server text (bodies, reason phrases, aiohttp's messages) is scrubbed of the key the
+    moment it arrives, so nothing built from it can show the key. aiohttp's own exceptions
+    are never chained (their frames hold the request headers): their type and message are
+    kept in ours.
+    """
 
     def __init__(
         self,
@@ -198,9 +213,10 @@ class Transport:
         self._owns_session = session is None
         self._limiter = limiter
         self._sleep = sleep
+        self._clock = clock
         self._rng = rng
         self.budget = RetryBudget(retry)
-        self.backpressure = Backpressure(clock=clock, sleep=sleep, rng=rng)
+        self.pace = AdaptiveRate(clock=clock, sleep=sleep)
 
     async def open(self) -> None:
         if self._session is None:
@@ -221,6 +237,10 @@ class Transport:
             raise RuntimeError("the client is not open: use `async with Client() as client:`")
         return session
 
+    def scrub(self, text: str) -> str:
+        """`text` without the client's key in any form (see Secret.scrub)."""
+        return self._key.scrub(text)
+
     async def call(
         self,
         kind: CallKind,
@@ -231,125 +251,159 @@ class Transport:
         body: bytes | None = None,
         params: Mapping[str, str] | None = None,
         submit_of: tuple[str, Any] | None = None,
+        rate_limit_until: float | None = None,
     ) -> T:
-        """Make one API call (retrying where safe) and decode its 2xx answer.
+        """Make one API call (retrying where the decision table allows) and decode its 2xx.
 
         `path` is already quoted. For a submit, `submit_of` is (model_id, inputs), carried by
-        SubmissionUnknownError if the outcome cannot be known.
+        SubmissionUnknownError if the outcome cannot be known. 429s are waited out until
+        `rate_limit_until` (client clock; default: the policy's patience from now).
         """
         session = self.check_open()
         url = URL(self._base + path, encoded=True)
         if params:
             url = url.with_query(params)
         headers = {
-            "Authorization": f"Bearer {self._key.reveal()}",
+            "Authorization": self._key.bearer(),  # its repr hides the key
             "Accept": "application/json",
             "User-Agent": self._user_agent,
         }
         if body is not None:
             headers["Content-Type"] = "application/json"
-        retry = 0
+        if rate_limit_until is None:
+            rate_limit_until = self._clock() + self._retry.rate_limit_patience
+        retry = limited = 0  # retries after failures; waits after 429s (never budgeted)
         while True:
-            await self.backpressure.wait()  # after a 429, every call waits its turn
             if self._limiter is not None:
                 await self._limiter.acquire()
-            failure: RunComfyError
-            retry_after: float | None = None
-            timed_out = False
-            try:
-                async with session.request(
-                    method,
-                    url,
-                    data=body,
-                    headers=headers,
-                    allow_redirects=False,
-                    timeout=self._timeout,
-                ) as response:
-                    status = response.status
-                    raw = await response.read()
-                    header_retry_after = response.headers.get("Retry-After")
-            except aiohttp.ClientError as exc:
-                stage = _classify(exc)
-                timed_out = _is_timeout(exc)
-                cls = TransportTimeoutError if timed_out else TransportError
-                failure = cls(f"{method} {path}: {stage.value}: {_describe(exc)}")
-                failure.__cause__ = _cause(exc)
-            except TimeoutError as exc:  # aiohttp's total timeout is a bare TimeoutError
-                stage, timed_out = _Attempt.MAYBE_SENT, True
-                failure = TransportTimeoutError(f"{method} {path}: timed out after sending")
-                failure.__cause__ = exc
+            ticket = await self.pace.acquire(_scope(kind))
+            reply = await self._exchange(session, method, url, body, headers)
+            if isinstance(reply, _Lost):
+                judged = _Judged(
+                    (TransportTimeoutError if reply.timeout else TransportError)(
+                        f"{method} {path}: {reply.happened.value}: {reply.text}"
+                    ),
+                    reply.happened,
+                    timeout=reply.timeout,
+                )
             else:
-                logger.debug("%s %s -> HTTP %d (%d bytes)", method, path, status, len(raw))
-                if 200 <= status < 300:
-                    decoded = self._decode_ok(status, raw, decoder, kind, path, submit_of)
-                    if isinstance(decoded, RunComfyError):
-                        failure, stage = decoded, _Attempt.MAYBE_SENT
-                    else:
-                        self.budget.refund()
-                        return decoded
-                elif 300 <= status < 400:
-                    failure = UnexpectedResponseError(
-                        f"{method} {path}: RunComfy answered a redirect (HTTP {status}); "
-                        "API calls never follow redirects",
-                        status_code=status,
-                    )
-                    if kind is CallKind.SUBMIT:  # the server read it: a job may exist
-                        raise self._unknown(submit_of, failure) from failure
-                    raise failure
-                else:
-                    retry_after = parse_retry_after(header_retry_after)
-                    failure = api_error(status, _decode_error_body(raw), raw, retry_after)
-                    if status not in _RETRYABLE_STATUS:
-                        raise failure
-                    # A 429 is an explicit refusal: no job exists. A 5xx may follow one.
-                    stage = _Attempt.NOT_SENT if status == 429 else _Attempt.MAYBE_SENT
-
-            if kind is CallKind.SUBMIT and stage is _Attempt.MAYBE_SENT:
-                raise self._unknown(submit_of, failure) from failure
-            if retry + 1 >= self._retry.max_attempts or not self.budget.try_spend(
-                timeout=timed_out
-            ):
+                logger.debug(
+                    "%s %s -> HTTP %d (%d bytes)", method, path, reply.status, len(reply.raw)
+                )
+                decoded = self._judge(kind, method, path, reply, decoder)
+                if not isinstance(decoded, _Judged):
+                    self.pace.answered(ticket, rate_limited=False)
+                    self.budget.refund()
+                    return decoded
+                judged = decoded
+                self.pace.answered(ticket, rate_limited=judged.rate_limited)
+            failure = judged.failure
+            decision = decide(kind, judged.happened, judged.status)
+            if decision is Decision.RAISE:
                 raise failure
-            if retry_after is not None:
-                delay = retry_after_delay(self._retry, retry_after, retry, self._rng)
+            if decision is Decision.UNKNOWN_OUTCOME:
+                raise self._unknown(submit_of, failure) from failure
+            if judged.rate_limited:  # nothing was done: wait, while the whole pace adapts
+                if judged.retry_after is not None:
+                    delay = retry_after_delay(self._retry, judged.retry_after, 0, self._rng)
+                else:
+                    delay = backoff(self._retry, limited, self._rng)
+                if self._clock() + delay > rate_limit_until:
+                    raise failure
+                limited += 1
             else:
-                delay = backoff(self._retry, retry, self._rng)
-            logger.info(
-                "%s %s failed (%s); retry %d in %.2fs", method, path, failure, retry + 1, delay
-            )
-            if isinstance(failure, RateLimitError):
-                self.backpressure.pause(delay)  # the whole client slows down
-            else:
-                await self._sleep(delay)
-            retry += 1
+                if retry + 1 >= self._retry.max_attempts or not self.budget.try_spend(
+                    timeout=judged.timeout
+                ):
+                    raise failure
+                if judged.retry_after is not None:
+                    delay = retry_after_delay(self._retry, judged.retry_after, retry, self._rng)
+                else:
+                    delay = backoff(self._retry, retry, self._rng)
+                retry += 1
+            logger.info("%s %s failed (%s); again in %.2fs", method, path, failure, delay)
+            await self._sleep(delay)
 
-    def _decode_ok(
+    async def _exchange(
         self,
-        status: int,
-        raw: bytes,
-        decoder: msgspec.json.Decoder[T],
-        kind: CallKind,
-        path: str,
-        submit_of: tuple[str, Any] | None,
-    ) -> T | RunComfyError:
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        body: bytes | None,
+        headers: Mapping[str, str],
+    ) -> _Reply | _Lost:
+        """One attempt on the wire. Nothing raised here is kept: its frames hold the headers."""
         try:
-            decoded = decoder.decode(raw)
-        except _UNREADABLE as exc:
-            # An embedded error in a body of the wrong shape is still an error answer.
-            embedded = _decode_error_body(raw)
-            if embedded is not None and _wire.error_code_of(embedded) is not None:
-                return _embedded(api_error(status, embedded, raw))
+            async with session.request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as response:
+                raw = await response.read()
+                return _Reply(
+                    response.status,
+                    self._key.scrub(response.reason or ""),
+                    self._key.scrub_bytes(raw),
+                    response.headers.get("Retry-After"),
+                )
+        except aiohttp.ClientError as exc:
+            # Connector errors (DNS, refused, TLS, connect timeout, pool wait) happen before
+            # a byte of the call is written; anything else may follow a call the server read.
+            timeout = isinstance(exc, TimeoutError)
+            if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+                happened = Happened.CONNECT_FAILED
+            else:
+                happened = Happened.TIMED_OUT if timeout else Happened.SEND_FAILED
+            return _Lost(happened, self._key.scrub(_describe(exc)), timeout)
+        except TimeoutError:  # aiohttp's total timeout is a bare TimeoutError
+            return _Lost(Happened.TIMED_OUT, "TimeoutError", True)
+
+    def _judge(
+        self,
+        kind: CallKind,
+        method: str,
+        path: str,
+        reply: _Reply,
+        decoder: msgspec.json.Decoder[T],
+    ) -> T | _Judged:
+        """The decoded 2xx answer, or what went wrong, for the decision table."""
+        status, raw = reply.status, reply.raw
+        if 200 <= status < 300:
+            try:
+                decoded = decoder.decode(raw)
+            except _UNREADABLE as exc:
+                # An embedded error in a body of the wrong shape is still an error answer.
+                embedded = _decode_error_body(raw)
+                if embedded is not None and _wire.error_code_of(embedded) is not None:
+                    return self._embedded(status, embedded, raw)
+                failure = UnexpectedResponseError(
+                    f"{kind.value} answer could not be read: {self._key.scrub(str(exc))}",
+                    status_code=status,
+                    body=raw.decode("utf-8", "replace"),
+                )
+                failure.__cause__ = exc
+                return _Judged(failure, Happened.UNREADABLE, status)
+            if _wire.error_code_of(decoded) is not None:
+                return self._embedded(status, decoded, raw)  # some APIs answer 200 + error
+            return decoded
+        if 300 <= status < 400:
             failure = UnexpectedResponseError(
-                f"{kind.value} answer could not be read: {exc}",
+                f"{method} {path}: RunComfy answered a redirect (HTTP {status}); "
+                "API calls never follow redirects",
                 status_code=status,
-                body=raw.decode("utf-8", "replace"),
             )
-            failure.__cause__ = exc
-            return failure
-        if _wire.error_code_of(decoded) is not None:
-            # Some RunComfy APIs answer HTTP 200 with an error body.
-            return _embedded(api_error(status, decoded, raw))
-        return decoded
+            return _Judged(failure, Happened.ANSWERED, status)
+        retry_after = parse_retry_after(reply.retry_after)
+        error = api_error(status, _decode_error_body(raw), raw, retry_after, reply.reason)
+        return _Judged(error, Happened.ANSWERED, status, retry_after)
+
+    def _embedded(self, status: int, body: _wire._Body, raw: bytes) -> _Judged:
+        error = api_error(status, body, raw)
+        implied = implied_status(error.error_code)
+        return _Judged(error, Happened.EMBEDDED_ERROR, implied)
 
     def _unknown(
         self, submit_of: tuple[str, Any] | None, failure: RunComfyError

@@ -14,6 +14,29 @@ from ._faults import FaultRule, parse_rules, rule_to_json
 from ._ledger import Call
 
 BACKEND = web.AppKey("backend", Backend)
+
+
+class _SubmitBucket:
+    """The submit rate limit: a token bucket on the simulator clock (see SimulatorConfig)."""
+
+    def __init__(self, rate: float | None, burst: float, clock: Callable[[], float]) -> None:
+        self._rate, self._burst, self._clock = rate, burst, clock
+        self._tokens, self._stamp = burst, clock()
+
+    def take(self) -> float | None:
+        """None when this submit may go on (a token taken), else the seconds to wait."""
+        if self._rate is None:
+            return None
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return None
+        return (1.0 - self._tokens) / self._rate
+
+
+SUBMITS = web.AppKey("submits", _SubmitBucket)
 _encoder = msgspec.json.Encoder()
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _MAX_BODY = 64 * 1024 * 1024  # data: URIs of 16 MB images, base64-encoded, fit
@@ -23,6 +46,8 @@ def build_app(backend: Backend) -> web.Application:
     """The simulator's routes, over `backend`."""
     app = web.Application(middlewares=[_calls], client_max_size=_MAX_BODY)
     app[BACKEND] = backend
+    config = backend.config
+    app[SUBMITS] = _SubmitBucket(config.submit_rate, config.submit_burst, backend.now)
     add = app.router.add_route
     add("GET", "/v1/models", _list_models)
     add("GET", "/v1/models/categories", _list_categories)  # before the model_id route
@@ -140,11 +165,17 @@ async def _calls(request: web.Request, handler: _Handler) -> web.StreamResponse:
     try:
         if rule is not None and action in ("status", "error_200"):
             response = _fault_answer(rule)
+        elif kind == "submit" and (wait := request.app[SUBMITS].take()) is not None:
+            response = _json({"error_code": 429001, "error_message": "rate limited"}, 429)
+            response.headers[hdrs.RETRY_AFTER] = f"{wait:.3f}"
+            answered = 429
         elif action == "reset_before_read":
             _drop(request)
             return web.Response()
         else:
             response = await _answer(request, handler, backend, kind)
+            if rule is not None and action == "status_after_read":
+                response = _fault_answer(rule)
             if rule is not None and action == "latency":
                 await asyncio.sleep(rule.seconds)
             if action == "reset_after_read":

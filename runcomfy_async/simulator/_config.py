@@ -131,7 +131,10 @@ class SimulatorConfig:
     account (None: unlimited); the rest wait FIFO. `balance_usd` None means unlimited credit.
     `clock` is the simulator clock (monotonic seconds), injectable for virtual-time tests;
     `wall_clock` (epoch seconds) only anchors the ISO 8601 timestamps in answers.
-    `api_key` None accepts any non-empty bearer token.
+    `api_key` None accepts any non-empty bearer token. `submit_rate` (submits per second,
+    None: no limit) is a token bucket holding up to `submit_burst` submits: a submit with
+    no token is answered 429 `{"error_code": 429001}` with `Retry-After` (the seconds until
+    the next token, as a decimal) and creates nothing.
     """
 
     models: Mapping[str, ModelProfile] = field(default_factory=default_models)
@@ -146,6 +149,8 @@ class SimulatorConfig:
     balance_usd: float | None = None
     output_ttl: float | None = None
     files_base_url: str | None = None
+    submit_rate: float | None = None
+    submit_burst: float = 1.0
     host: str = "127.0.0.1"
     port: int = 0
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
@@ -164,3 +169,7 @@ class SimulatorConfig:
             raise ValueError(f"output_ttl must be > 0 or None, got {self.output_ttl}")
         if not self.models:
             raise ValueError("models must name at least one model")
+        if self.submit_rate is not None and not self.submit_rate > 0:
+            raise ValueError(f"submit_rate must be > 0 or None, got {self.submit_rate}")
+        if not self.submit_burst >= 1:
+            raise ValueError(f"submit_burst must be >= 1, got {self.submit_burst}")

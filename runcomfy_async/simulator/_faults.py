@@ -12,6 +12,7 @@ import msgspec
 Endpoint = Literal["submit", "status", "result", "cancel", "catalog", "files", "any"]
 Action = Literal[
     "status",
+    "status_after_read",
     "reset_before_read",
     "reset_after_read",
     "latency",
@@ -31,6 +32,8 @@ class FaultRule:
     - "status": answer HTTP `status_code` with `body` (default `{"error_code",
       "error_message"}`) and a `Retry-After` header when `retry_after` is set (seconds, or
       a string sent verbatim such as an HTTP date). A submit is NOT turned into a job.
+    - "status_after_read": handle the call fully (a submit creates its job), then answer
+      as "status" does: a server that did the work and reports a failure (a 507, a 520).
     - "reset_before_read": drop the connection without reading the body (no job).
     - "reset_after_read": handle the call fully (a submit creates its job), then drop the
       connection without answering.

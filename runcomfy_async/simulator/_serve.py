@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--failed-status", choices=("completed", "failed"), default="completed")
     add("--submit-style", choices=("full", "minimal"), default="full")
     add("--errors-as-200", action="store_true", help="answer API errors as HTTP 200")
+    add("--submit-rate", type=float, default=None, help="submits admitted per second (429 else)")
+    add("--submit-burst", type=float, default=1.0, help="submits admitted at once (default: 1)")
     add("--fresh-404", type=float, default=0.0, help="seconds a new request_id answers 404")
     add(
         "--unknown-model",
@@ -109,6 +111,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         balance_usd=args.balance,
         output_ttl=args.output_ttl,
         files_base_url=args.files_base_url,
+        submit_rate=args.submit_rate,
+        submit_burst=args.submit_burst,
         host=args.host,
         port=args.port,
     )

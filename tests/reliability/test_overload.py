@@ -160,7 +160,7 @@ async def busy_sim() -> AsyncIterator[Simulator]:
 
 
 @pytest.mark.parametrize("form", ["seconds", "http-date"])
-async def test_a_429_holds_every_call_of_the_client_until_retry_after_then_spreads_them(
+async def test_a_429_is_waited_out_by_its_call_while_the_whole_client_slows(
     busy_sim: Simulator, form: str
 ) -> None:
     quick = rc.PollPolicy(first_interval=0.05, min_interval=0.02, max_dense_interval=0.1)
@@ -181,13 +181,11 @@ async def test_a_429_holds_every_call_of_the_client_until_retry_after_then_sprea
     log = busy_sim.ledger.call_log
     limited = next(c for c in log if c.status_code == 429)
     until = limited.at + 1.0 if date_until is None else date_until
-    # Calls already on the wire when the 429 came back land within moments of it; after
-    # that, no call of this client, for any request, goes out before Retry-After has passed.
-    held = [c for c in log if c.at > limited.at + 0.1]
-    assert held
-    assert min(c.at for c in held) >= until - 0.05, min(c.at for c in held) - until
-    # The whole client waited (every request's polls, not just the one that got the 429),
-    # and the calls held back do not all go out in the same instant.
-    assert len({c.subject for c in held if c.at < until + 0.5}) >= 20
-    first = sorted(c.at for c in held)[:20]
-    assert first[-1] - first[0] > 0.02
+    # The call that got the 429 is not sent again before Retry-After has passed.
+    again = [c.at for c in log if c.subject == limited.subject and c.at > limited.at]
+    assert min(again) >= until - 0.05, min(again) - until
+    # The others are not paused (a pause per 429 is what made rate-limited batches crawl),
+    # but the client's pace slowed: fewer calls in the half second after than before.
+    before = sum(1 for c in log if limited.at - 0.5 <= c.at < limited.at)
+    after = sum(1 for c in log if limited.at + 0.05 <= c.at < limited.at + 0.55)
+    assert 0 < after < before, (before, after)

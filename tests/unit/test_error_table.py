@@ -241,7 +241,7 @@ async def test_client_rate_limit_error_carries_retry_after(
             await client.status("r1")
     assert caught.value.retry_after == 2.0
     assert caught.value.status_code == 429
-    assert str(caught.value) == "RunComfy answered HTTP 429 (HTTP 429)"
+    assert str(caught.value) == "RunComfy answered HTTP 429 Too Many Requests (HTTP 429)"
 
 
 async def test_invalid_input_error_is_a_value_error_raised_before_any_call(

@@ -1,11 +1,8 @@
-"""Retry and polling arithmetic: backoff, Retry-After, the budget, the 429 gate, poll intervals."""
+"""Retry and polling arithmetic: backoff, Retry-After, the budget, poll intervals."""
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
-import heapq
-import itertools
 import math
 import random
 from datetime import UTC, datetime, timedelta
@@ -16,7 +13,6 @@ from hypothesis import strategies as st
 
 import runcomfy_async as rc
 from runcomfy_async._retry import (
-    Backpressure,
     RetryBudget,
     backoff,
     parse_retry_after,
@@ -211,135 +207,6 @@ def test_budget_stays_between_zero_and_full(events: list[str]) -> None:
 
 
 # ------------------------------------------------------------------ the 429 gate
-
-
-async def test_backpressure_without_a_pause_does_not_sleep() -> None:
-    t = FakeTime()
-    gate = Backpressure(clock=t.clock, sleep=t.sleep, rng=random.Random(1))
-    assert gate.remaining == 0.0
-    await gate.wait()
-    assert t.sleeps == []
-
-
-async def test_backpressure_waits_at_least_the_pause() -> None:
-    t = FakeTime()
-    gate = Backpressure(clock=t.clock, sleep=t.sleep, rng=random.Random(1))
-    gate.pause(10.0)
-    assert gate.remaining == 10.0
-    started = t.now
-    await gate.wait()
-    assert 10.0 <= t.now - started <= 10.0 + 1 / 20  # jitter: one slot at 20 calls/s
-    assert gate.remaining == 0.0
-    await gate.wait()  # the pause is over; the slow start spaces calls by at most a slot
-    assert t.now - started <= 10.0 + 2 / 20
-    t.now += 4.0
-    sleeps = len(t.sleeps)
-    await gate.wait()  # the slow start is over: no more sleeping
-    assert len(t.sleeps) == sleeps
-
-
-class EventTime:
-    """Virtual time for many concurrent sleepers: the clock jumps to the earliest wake-up
-    once every task is asleep (VirtualTime's sleep serialises them instead)."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self._due: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._order = 0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._order += 1
-        heapq.heappush(self._due, (self.now + max(0.0, seconds), self._order, future))
-        await future
-
-    async def run(self, tasks: list[asyncio.Task[None]]) -> None:
-        while not all(task.done() for task in tasks):
-            for _ in range(5):
-                await asyncio.sleep(0)  # let every runnable task reach its next sleep
-            if self._due:
-                self.now, _, future = heapq.heappop(self._due)
-                future.set_result(None)
-
-
-async def test_calls_held_by_a_pause_go_out_in_a_slow_start_at_the_earlier_pace() -> None:
-    t = EventTime()
-    gate = Backpressure(clock=t.clock, sleep=t.sleep, rng=random.Random(7))
-    for _ in range(100):  # the pace before the 429: 100 calls in the last second
-        t.now += 0.01
-        await gate.wait()
-    start = t.now
-    gate.pause(1.0)
-    wakes = []
-
-    async def held_call() -> None:
-        await gate.wait()
-        wakes.append(t.now - start)
-
-    await t.run([asyncio.ensure_future(held_call()) for _ in range(300)])  # piled up
-    wakes.sort()
-    assert wakes[0] >= 1.0
-    gaps = [b - a for a, b in itertools.pairwise(wakes)]
-    assert min(gaps) > 0  # one by one, never two at the same instant
-    # The first second of the release goes no faster than the rate doubling from 100/s.
-    assert sum(1 for w in wakes if w < 2.0) <= 100 * 2 / math.log(2) + 5
-    assert max(wakes) < 1.0 + 4.0  # and the slow start ends within its ramp
-    t.now += 10.0
-    before = t.now
-    await gate.wait()  # long after: no pacing any more
-    assert t.now == before
-
-
-async def test_backpressure_never_shortens_a_pause() -> None:
-    t = FakeTime()
-    gate = Backpressure(clock=t.clock, sleep=t.sleep, rng=random.Random(1))
-    gate.pause(30.0)
-    gate.pause(5.0)
-    assert gate.remaining == 30.0
-    t.now += 10.0
-    gate.pause(25.0)  # ends later than the first: extends it
-    assert gate.remaining == 25.0
-    started = t.now
-    await gate.wait()
-    assert t.now - started >= 25.0
-
-
-@settings(max_examples=100)
-@given(
-    pauses=st.lists(st.floats(0, 1e4, allow_nan=False), min_size=1, max_size=5),
-    seed=st.integers(0, 2**32),
-)
-async def test_backpressure_wait_ends_after_the_longest_pause(
-    pauses: list[float], seed: int
-) -> None:
-    t = FakeTime()
-    gate = Backpressure(clock=t.clock, sleep=t.sleep, rng=random.Random(seed))
-    start = t.now
-    for seconds in pauses:
-        gate.pause(seconds)
-    await gate.wait()
-    assert start + max(pauses) <= t.now <= start + max(pauses) + 5.0
-    assert gate.remaining == 0.0
-
-
-async def test_backpressure_keeps_waiting_if_the_pause_grows_while_asleep() -> None:
-    t = FakeTime()
-    gate = Backpressure(clock=t.clock, sleep=t.sleep, rng=random.Random(1))
-
-    async def sleep_and_get_another_429(seconds: float) -> None:
-        await t.sleep(seconds)
-        if len(t.sleeps) == 1:
-            gate.pause(20.0)
-
-    gate._sleep = sleep_and_get_another_429
-    gate.pause(5.0)
-    started = t.now
-    await gate.wait()
-    assert t.now - started >= 25.0
-    assert len(t.sleeps) == 2
 
 
 # ------------------------------------------------------------------ policy validation

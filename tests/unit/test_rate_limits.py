@@ -1,0 +1,182 @@
+"""Issue 11, point 7: a 429 proves nothing was created. Batches wait rate limits out and
+never fail an input for them; 429s spend no retry budget; the client's pace adapts."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import random
+import re
+from typing import Any
+
+import pytest
+from aioresponses import CallbackResult, aioresponses
+
+import runcomfy_async as rc
+from runcomfy_async._limiter import AdaptiveRate
+from runcomfy_async._retry import RetryPolicy, retry_after_delay
+from tests.conftest import API, VirtualTime
+
+WAN = "wan-ai/wan-2-2/text-to-image"
+SUBMIT = f"{API}/v1/models/{WAN}"
+
+
+def make_client(vt: VirtualTime, **kwargs: Any) -> rc.Client:
+    return rc.Client(
+        "test-key", base_url=API, sleep=vt.sleep, clock=vt.clock, rng=random.Random(3), **kwargs
+    )
+
+
+async def test_a_batch_whose_every_submit_is_refused_429_three_times_fails_nothing(
+    vt: VirtualTime,
+) -> None:
+    refusals: dict[str, int] = {}
+
+    def submit(url: Any, **kwargs: Any) -> CallbackResult:
+        prompt = json.loads(kwargs["data"])["prompt"]
+        refusals[prompt] = refusals.get(prompt, 0) + 1
+        if refusals[prompt] <= 3:
+            return CallbackResult(status=429, headers={"Retry-After": "0.2"}, payload={})
+        return CallbackResult(payload={"request_id": f"r-{prompt}"})
+
+    with aioresponses() as m:
+        m.post(SUBMIT, callback=submit, repeat=True)
+        m.get(re.compile(r".*/status$"), payload={"status": "completed"}, repeat=True)
+        m.get(
+            re.compile(r".*/result.*"),
+            payload={"status": "succeeded", "output": {"image": "https://x/a.png"}},
+            repeat=True,
+        )
+        async with make_client(vt, validate=False) as client:
+            inputs = [(WAN, {"prompt": f"p{i}"}) for i in range(100)]
+            items = [item async for item in client.map(inputs)]
+    assert len(items) == 100
+    assert [item.error for item in items if not item.ok] == []
+    assert set(refusals.values()) == {4}  # three refusals, then paid once
+
+
+async def test_429s_spend_no_retry_budget_and_no_attempts(vt: VirtualTime) -> None:
+    policy = rc.RetryPolicy(max_attempts=1, budget=0.0)  # no failure would be retried
+    with aioresponses() as m:
+        for _ in range(5):
+            m.post(SUBMIT, status=429, payload={"error_code": 429001})
+        m.post(SUBMIT, payload={"request_id": "r1"})
+        async with make_client(vt, retry=policy, validate=False) as client:
+            request = await client.submit(WAN, {"prompt": "x"})
+    assert request.request_id == "r1"
+
+
+async def test_a_plain_call_waits_rate_limits_out_for_its_patience_then_raises(
+    vt: VirtualTime,
+) -> None:
+    policy = rc.RetryPolicy(rate_limit_patience=30.0)
+    with aioresponses() as m:
+        m.get(f"{API}/v1/requests/r1/status", status=429, headers={"Retry-After": "2"}, repeat=True)
+        async with make_client(vt, retry=policy) as client:
+            with pytest.raises(rc.RateLimitError) as caught:
+                await client.status("r1")
+    assert caught.value.retry_after == 2.0
+    assert 30.0 - 2 * 2.0 <= vt.now <= 30.0
+
+
+def test_rate_limit_patience_must_be_a_duration() -> None:
+    with pytest.raises(ValueError, match="rate_limit_patience"):
+        rc.RetryPolicy(rate_limit_patience=-1.0)
+    assert rc.RetryPolicy(rate_limit_patience=float("inf")).rate_limit_patience == float("inf")
+
+
+# ------------------------------------------------------------------ the pace itself
+
+
+class EventTime:
+    """Virtual time for many concurrent sleepers: the clock jumps to the earliest wake-up."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self._due: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._order += 1
+        heapq.heappush(self._due, (self.now + max(0.0, seconds), self._order, future))
+        await future
+
+    async def run(self, tasks: list[asyncio.Future[None]]) -> None:
+        while not all(task.done() for task in tasks):
+            for _ in range(5):
+                await asyncio.sleep(0)
+            if self._due:
+                self.now, _, future = heapq.heappop(self._due)
+                future.set_result(None)
+
+
+async def batch_against(admit: Any, items: int, t: EventTime) -> tuple[float, int]:
+    """32 callers submitting `items` inputs through one pace; (seconds taken, calls)."""
+    pace = AdaptiveRate(clock=t.clock, sleep=t.sleep)
+    rng, policy = random.Random(5), RetryPolicy()
+    todo, calls, start = list(range(items)), [0], t.now
+
+    async def caller() -> None:
+        while todo:
+            index = todo.pop()
+            while True:
+                ticket = await pace.acquire("submit")
+                calls[0] += 1
+                await t.sleep(0.005)
+                wait = admit(index)
+                await t.sleep(0.005)
+                pace.answered(ticket, rate_limited=wait is not None)
+                if wait is None:
+                    break
+                await t.sleep(retry_after_delay(policy, wait, 0, rng))
+
+    await t.run([asyncio.ensure_future(caller()) for _ in range(32)])
+    return t.now - start, calls[0]
+
+
+@pytest.mark.parametrize("n", [20, 50])
+async def test_the_pace_converges_to_what_a_token_bucket_server_admits(n: int) -> None:
+    t = EventTime()
+    bucket = [1.0, t.now]
+
+    def admit(index: int) -> float | None:
+        tokens = min(1.0, bucket[0] + (t.now - bucket[1]) * n)
+        bucket[:] = [tokens, t.now]
+        if tokens >= 1.0:
+            bucket[0] -= 1.0
+            return None
+        return (1.0 - tokens) / n
+
+    seconds, calls = await batch_against(admit, 15 * n, t)
+    assert 15 * n / seconds >= 0.8 * n  # at least 80 % of the admitted rate
+    assert calls <= 1.5 * 15 * n  # and not by hammering: most calls are admitted
+
+
+async def test_refusals_that_are_not_about_the_pace_do_not_collapse_it() -> None:
+    t = EventTime()
+    refused: dict[int, int] = {}
+
+    def admit(index: int) -> float | None:
+        refused[index] = refused.get(index, 0) + 1
+        return 0.2 if refused[index] <= 3 else None
+
+    seconds, calls = await batch_against(admit, 100, t)
+    assert calls == 400
+    # A pace cut on every 429 would fall to its floor (0.5 calls/s: 800 s).
+    assert seconds < 30.0
+
+
+async def test_429s_of_calls_sent_before_a_cut_do_not_cut_again() -> None:
+    t = EventTime()
+    pace = AdaptiveRate(clock=t.clock, sleep=t.sleep)
+    tickets = [await pace.acquire("submit") for _ in range(40)]  # 40 calls in a burst
+    assert pace.rate("submit") is None
+    for ticket in tickets:
+        pace.answered(ticket, rate_limited=True)
+    assert pace.rate("submit") == pytest.approx(0.85 * 40)  # one cut, not 40
+    assert pace.rate("other") is None  # polls keep their own pace
