@@ -161,6 +161,16 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, delta) if math.isfinite(delta) else None
 
 
+def delay_before(
+    policy: RetryPolicy, retry_after: float | None, retry: int, rng: random.Random
+) -> float:
+    """Seconds to wait before retry number `retry`: at least the server's Retry-After when it
+    gave one (jittered), else full-jitter backoff."""
+    if retry_after is not None:
+        return retry_after_delay(policy, retry_after, retry, rng)
+    return backoff(policy, retry, rng)
+
+
 def retry_after_delay(
     policy: RetryPolicy, retry_after: float, retry: int, rng: random.Random
 ) -> float:

@@ -40,10 +40,9 @@ from ._retry import (
     RetryBudget,
     RetryPolicy,
     Sleep,
-    backoff,
     decide,
+    delay_before,
     parse_retry_after,
-    retry_after_delay,
 )
 
 logger = logging.getLogger("runcomfy_async")
@@ -304,10 +303,7 @@ class Transport:
             if decision is Decision.UNKNOWN_OUTCOME:
                 raise self._unknown(submit_of, failure) from failure
             if judged.rate_limited:  # nothing was done: wait, while the whole pace adapts
-                if judged.retry_after is not None:
-                    delay = retry_after_delay(self._retry, judged.retry_after, 0, self._rng)
-                else:
-                    delay = backoff(self._retry, limited, self._rng)
+                delay = delay_before(self._retry, judged.retry_after, limited, self._rng)
                 if self._clock() + delay > rate_limit_until:
                     raise failure
                 limited += 1
@@ -316,10 +312,7 @@ class Transport:
                     timeout=judged.timeout
                 ):
                     raise failure
-                if judged.retry_after is not None:
-                    delay = retry_after_delay(self._retry, judged.retry_after, retry, self._rng)
-                else:
-                    delay = backoff(self._retry, retry, self._rng)
+                delay = delay_before(self._retry, judged.retry_after, retry, self._rng)
                 retry += 1
             logger.info("%s %s failed (%s); again in %.2fs", method, path, failure, delay)
             await self._sleep(delay)
