@@ -13,7 +13,8 @@ import pytest
 
 import runcomfy_async as rc
 from runcomfy_async import models
-from runcomfy_async.simulator import FaultRule, Simulator
+from runcomfy_async.simulator import FaultRule
+from runcomfy_async.testing import ThreadedSimulator
 
 pytest_plugins = ["runcomfy_async.testing"]
 pytestmark = pytest.mark.asyncio
@@ -32,14 +33,14 @@ async def generate_all(client: rc.Client, prompts: list[str]) -> list[str]:
     return urls
 
 
-async def test_an_image_per_prompt_none_paid_twice(runcomfy_simulator: Simulator) -> None:
+async def test_an_image_per_prompt_none_paid_twice(runcomfy_simulator: ThreadedSimulator) -> None:
     async with rc.Client("any-key", base_url=runcomfy_simulator.url) as client:
         urls = await generate_all(client, ["a red fox", "a blue whale"])
     assert [url.endswith(".png") for url in urls] == [True, True]
     assert sorted(runcomfy_simulator.ledger.jobs_per_input().values()) == [1, 1]
 
 
-async def test_a_refused_submit_is_reported(runcomfy_simulator: Simulator) -> None:
+async def test_a_refused_submit_is_reported(runcomfy_simulator: ThreadedSimulator) -> None:
     refuse = FaultRule(action="status", endpoint="submit", status_code=402, times=1)
     runcomfy_simulator.faults.add(refuse)  # the next submit: HTTP 402, insufficient balance
     async with rc.Client("any-key", base_url=runcomfy_simulator.url) as client:
@@ -49,7 +50,7 @@ async def test_a_refused_submit_is_reported(runcomfy_simulator: Simulator) -> No
 
 
 @pytest.mark.parametrize("runcomfy_simulator", [{"failure_rate": 1.0}], indirect=True)
-async def test_a_failed_run_is_reported(runcomfy_simulator: Simulator) -> None:
+async def test_a_failed_run_is_reported(runcomfy_simulator: ThreadedSimulator) -> None:
     async with rc.Client("any-key", base_url=runcomfy_simulator.url) as client:
         with pytest.raises(rc.RequestFailedError) as failed:
             await generate_all(client, ["a red fox"])
