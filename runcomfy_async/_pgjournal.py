@@ -29,7 +29,6 @@ import logging
 import os
 import random
 import socket
-import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -43,10 +42,19 @@ from ._journal import (
     JournalRow,
     Row,
     _dump,
-    _journal_row,
     _load,
     canonical,
     will_submit,
+)
+from ._pgschema import (
+    check_batch,
+    driver,
+    is_postgres,
+    migrate,
+    redact,
+    scrub,
+    select_rows,
+    split_spec,
 )
 
 if TYPE_CHECKING:
@@ -56,98 +64,7 @@ __all__ = ["PgJournal", "is_postgres", "open_journal", "read_pg_journal", "redac
 
 logger = logging.getLogger("runcomfy_async")
 
-EXTRA = "postgres"
-DEFAULT_LEASE = 30.0  # seconds a worker's claims outlive its last heartbeat
 _POLL = (0.02, 0.5)  # seconds between two looks at a row another worker holds (min, max)
-
-# The schema, by version: each entry brings a database from the version before it to its
-# own. The SDK applies what is missing at open, under an advisory lock (workers starting
-# together migrate once), and refuses a database newer than it knows.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        "CREATE TABLE runcomfy_items ("
-        " batch TEXT NOT NULL, key TEXT NOT NULL, idx BIGINT NOT NULL, line BIGINT,"
-        " model_id TEXT NOT NULL, inputs TEXT NOT NULL, input_hash TEXT NOT NULL,"
-        " state TEXT NOT NULL, owner TEXT, request_id TEXT, outputs TEXT, error TEXT,"
-        " cost DOUBLE PRECISION, files TEXT, attempts TEXT,"
-        " created_at TIMESTAMPTZ NOT NULL DEFAULT now(), sent_at TIMESTAMPTZ,"
-        " finished_at TIMESTAMPTZ, PRIMARY KEY (batch, key))",
-        "CREATE INDEX runcomfy_items_order ON runcomfy_items (batch, idx)",
-        "CREATE TABLE runcomfy_workers ("
-        " batch TEXT NOT NULL, worker TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,"
-        " started_at TIMESTAMPTZ NOT NULL DEFAULT now(), expires_at TIMESTAMPTZ NOT NULL,"
-        " PRIMARY KEY (batch, worker))",
-        "CREATE TABLE runcomfy_slots ("
-        " batch TEXT NOT NULL, n INTEGER NOT NULL, key TEXT, PRIMARY KEY (batch, n))",
-    ),
-)
-VERSION = len(_MIGRATIONS)
-_LOCK_ID = 0x52434A4E  # pg_advisory_xact_lock key of the migrations ("RCJN")
-
-
-def is_postgres(spec: object) -> bool:
-    """Whether a journal spec names a PostgreSQL database rather than a SQLite file."""
-    return isinstance(spec, str) and spec.startswith(("postgresql://", "postgres://"))
-
-
-def redact(spec: str) -> str:
-    """The connection string with its password replaced by `***`, for messages."""
-    parts = urllib.parse.urlsplit(spec)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    hidden = [(k, "***" if k == "password" else v) for k, v in query]
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=_urlencode(hidden)))
-
-
-def _urlencode(pairs: list[tuple[str, str]]) -> str:
-    return urllib.parse.urlencode(pairs, safe="*")
-
-
-def _split_spec(spec: str) -> tuple[str, float]:
-    """The libpq connection string and the lease (seconds, from `?lease=`, ours, removed)."""
-    parts = urllib.parse.urlsplit(spec)
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    lease = DEFAULT_LEASE
-    kept = []
-    for name, value in query:
-        if name == "lease":
-            try:
-                lease = float(value)
-            except ValueError:
-                raise ConfigurationError(f"journal {redact(spec)}: lease={value!r}") from None
-            if not 0.5 <= lease <= 86400:
-                raise ConfigurationError(f"journal {redact(spec)}: lease must be 0.5..86400 s")
-        else:
-            kept.append((name, value))
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(kept))), lease
-
-
-def _psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError:
-        raise ConfigurationError(
-            "a postgresql:// journal needs the PostgreSQL driver: "
-            "pip install 'runcomfy-async[postgres]'"
-        ) from None
-    return psycopg
-
-
-def _scrub(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
-
-
-def _check_batch(batch: str | None) -> str:
-    if not batch or len(batch) > 200 or not batch.isprintable():
-        raise ConfigurationError(
-            "a postgresql:// journal needs a batch name (batch=..., --batch NAME): "
-            "1 to 200 printable characters, the same on every worker of the batch"
-        )
-    return batch
 
 
 class _Wait(Exception):
@@ -160,10 +77,10 @@ class PgJournal:
     durable = True
 
     def __init__(self, spec: str, batch: str | None) -> None:
-        self._psycopg = _psycopg()
-        self.batch = _check_batch(batch)
+        self._psycopg = driver()
+        self.batch = check_batch(batch)
         self.path = redact(spec)  # what messages name
-        self._dsn, self.lease = _split_spec(spec)
+        self._dsn, self.lease = split_spec(spec)
         self._password = self._psycopg.conninfo.conninfo_to_dict(self._dsn).get("password")
         self.worker = uuid.uuid4().hex
         self._db: psycopg.AsyncConnection[Any] | None = None
@@ -187,7 +104,7 @@ class PgJournal:
             raise ConfigurationError(f"the batch journal {self.path} is closed")
         try:
             self._db = await self._psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
-            await self._migrate(self._db)
+            await migrate(self._db, self.path)
             if not lease:
                 return
             await self._db.execute(
@@ -204,31 +121,6 @@ class PgJournal:
             await self._drop()
             raise
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
-
-    async def _migrate(self, db: Any) -> None:
-        async with db.transaction():
-            await db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
-            await db.execute(
-                "CREATE TABLE IF NOT EXISTS runcomfy_meta (name TEXT PRIMARY KEY, value TEXT)"
-            )
-            found = await (
-                await db.execute("SELECT value FROM runcomfy_meta WHERE name='version'")
-            ).fetchone()
-            have = 0 if found is None else int(found[0])
-            if have > VERSION:
-                raise ConfigurationError(
-                    f"the batch journal {self.path} has schema version {have}; this SDK "
-                    f"knows 1 to {VERSION}: upgrade runcomfy-async"
-                )
-            for statements in _MIGRATIONS[have:]:
-                for statement in statements:
-                    await db.execute(statement)
-            if have < VERSION:
-                await db.execute(
-                    "INSERT INTO runcomfy_meta VALUES ('version', %s) "
-                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                    (str(VERSION),),
-                )
 
     async def _beat(self) -> None:
         """Renew the lease every third of it, for as long as the journal is open."""
@@ -254,7 +146,7 @@ class PgJournal:
         return self._db
 
     def _text(self, exc: BaseException) -> str:
-        return _scrub(str(exc).strip() or type(exc).__name__, self._password)
+        return scrub(str(exc).strip() or type(exc).__name__, self._password)
 
     async def _drop(self) -> None:
         if self._db is not None:
@@ -543,7 +435,7 @@ class PgJournal:
         """Every input of the batch, in input order."""
         await self.connect()
         async with self._lock:
-            found = await _rows(self._conn(), self.batch)
+            found = await select_rows(self._conn(), self.batch)
         for row in found:
             yield row
 
@@ -566,16 +458,6 @@ class PgJournal:
             )
             found = await cursor.fetchone()
             return int(found[0]) if found else 0
-
-
-async def _rows(db: Any, batch: str) -> list[JournalRow]:
-    cursor = await db.execute(
-        "SELECT key, idx, line, model_id, inputs, state, request_id, outputs, error, cost,"
-        " files, attempts FROM runcomfy_items WHERE batch=%s AND state <> 'new'"
-        " ORDER BY idx, key",
-        (batch,),
-    )
-    return [_journal_row(record) for record in await cursor.fetchall()]
 
 
 async def open_journal(spec: str, batch: str | None = None) -> PgJournal:
