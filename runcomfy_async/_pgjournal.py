@@ -64,11 +64,17 @@ __all__ = ["PgJournal", "is_postgres", "open_journal", "read_pg_journal", "redac
 
 logger = logging.getLogger("runcomfy_async")
 
+_POOL = 4  # connections of a worker
 _POLL = (0.02, 0.5)  # seconds between two looks at a row another worker holds (min, max)
 
 
 class _Wait(Exception):
-    """The claim cannot be settled now: look again later (the transaction is undone)."""
+    """The claim cannot be settled now: look again later (the transaction is undone).
+    `soon`: the row is in another worker's claim transaction, over in a millisecond."""
+
+    def __init__(self, *, soon: bool = False) -> None:
+        super().__init__()
+        self.soon = soon
 
 
 class PgJournal:
@@ -83,8 +89,9 @@ class PgJournal:
         self._dsn, self.lease = split_spec(spec)
         self._password = self._psycopg.conninfo.conninfo_to_dict(self._dsn).get("password")
         self.worker = uuid.uuid4().hex
-        self._db: psycopg.AsyncConnection[Any] | None = None
-        self._lock = anyio.Lock()  # one transaction at a time on the one connection
+        self._db: psycopg.AsyncConnection[Any] | None = None  # the first of the pool
+        self._pool: list[psycopg.AsyncConnection[Any]] = []
+        self._idle: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
         self._heartbeat: asyncio.Task[None] | None = None
         self._seen: set[str] = set()  # keys this worker has claimed: a repeat is a duplicate
         self._cap: int | None = None  # max_in_flight across the batch (join())
@@ -104,7 +111,14 @@ class PgJournal:
             raise ConfigurationError(f"the batch journal {self.path} is closed")
         try:
             self._db = await self._psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+            self._pool.append(self._db)
             await migrate(self._db, self.path)
+            for _ in range(_POOL - 1 if lease else 0):  # commits of concurrent claims overlap
+                self._pool.append(
+                    await self._psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+                )
+            for db in self._pool:
+                self._idle.put_nowait(db)
             if not lease:
                 return
             await self._db.execute(
@@ -127,8 +141,8 @@ class PgJournal:
         while True:
             await anyio.sleep(self.lease / 3)
             try:
-                async with self._lock:
-                    await self._conn().execute(
+                async with self._use() as db:
+                    await db.execute(
                         "INSERT INTO runcomfy_workers (batch, worker, host, pid, expires_at) "
                         "VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s)) "
                         "ON CONFLICT (batch, worker) DO UPDATE SET expires_at = "
@@ -140,27 +154,34 @@ class PgJournal:
                     "batch journal %s: lease not renewed: %s", self.path, self._text(exc)
                 )
 
-    def _conn(self) -> Any:
+    @contextlib.asynccontextmanager
+    async def _use(self) -> AsyncIterator[Any]:
+        """One connection of the pool, for one statement or one transaction."""
         if self._db is None:
             raise ConfigurationError(f"the batch journal {self.path} is closed")
-        return self._db
+        db = await self._idle.get()
+        try:
+            yield db
+        finally:
+            self._idle.put_nowait(db)
 
     def _text(self, exc: BaseException) -> str:
         return scrub(str(exc).strip() or type(exc).__name__, self._password)
 
     async def _drop(self) -> None:
-        if self._db is not None:
+        for db in self._pool:
             with contextlib.suppress(Exception):
-                await self._db.close()
-            self._db = None
+                await db.close()
+        self._pool.clear()
+        self._db = None
 
     async def join(self, *, max_in_flight: int, saves_files: bool) -> None:
         """Take part in the batch: `max_in_flight` is the cap across all its workers (the
         slots below it are created), `saves_files` whether this worker saves outputs."""
         await self.connect()
         self._cap, self._saves_files = max_in_flight, saves_files
-        async with self._lock:
-            await self._conn().execute(
+        async with self._use() as db:
+            await db.execute(
                 "INSERT INTO runcomfy_slots (batch, n) SELECT %s, generate_series(0, %s - 1) "
                 "ON CONFLICT DO NOTHING",
                 (self.batch, max_in_flight),
@@ -177,8 +198,8 @@ class PgJournal:
                 await self._heartbeat
         if self._db is not None:
             with anyio.CancelScope(shield=True), contextlib.suppress(self._psycopg.Error):
-                async with self._lock:
-                    await self._db.execute(
+                async with self._use() as db:
+                    await db.execute(
                         "DELETE FROM runcomfy_workers WHERE batch=%s AND worker=%s",
                         (self.batch, self.worker),
                     )
@@ -208,12 +229,16 @@ class PgJournal:
         delay = _POLL[0]
         while True:
             try:
-                async with self._lock:
+                async with self._use() as db:
                     return await self._claim_once(
+                        db,
                         key, index, line, model_id, inputs, digest, duplicate,
                         retry_failed=retry_failed, resubmit_unknown=resubmit_unknown,
                     )  # fmt: skip
-            except _Wait:
+            except _Wait as wait:
+                if wait.soon:
+                    await anyio.sleep(random.uniform(0.001, 0.005))
+                    continue
                 await anyio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, _POLL[1])
             except self._psycopg.Error as exc:
@@ -223,6 +248,7 @@ class PgJournal:
 
     async def _claim_once(
         self,
+        db: Any,
         key: str,
         index: int,
         line: int | None,
@@ -234,7 +260,6 @@ class PgJournal:
         retry_failed: bool,
         resubmit_unknown: bool,
     ) -> Row:
-        db = self._conn()
         async with db.transaction():
             found = await (
                 await db.execute(
@@ -256,7 +281,7 @@ class PgJournal:
                     )
                 ).fetchone()
                 if inserted is None:  # another worker is claiming it this very moment
-                    raise _Wait
+                    raise _Wait(soon=True)
                 found = (digest, "new", None, None, None, None, None, model_id, None, None, False)
             input_hash, state_text, owner, rid, outputs, error, cost, old_model, files, tried = (
                 found[:10]
@@ -351,12 +376,10 @@ class PgJournal:
 
     async def _write(self, key: str, sql: str, values: tuple[Any, ...], *, free: bool) -> None:
         try:
-            async with self._lock:
-                db = self._conn()
-                async with db.transaction():
-                    await db.execute(sql, (*values, self.batch, key))
-                    if free:
-                        await self._release(db, key)
+            async with self._use() as db, db.transaction():
+                await db.execute(sql, (*values, self.batch, key))
+                if free:
+                    await self._release(db, key)
         except self._psycopg.Error as exc:
             raise ConfigurationError(f"the batch journal {self.path}: {self._text(exc)}") from None
 
@@ -424,8 +447,8 @@ class PgJournal:
 
     async def counts(self) -> dict[str, int]:
         """How many inputs of the batch stand in each state."""
-        async with self._lock:
-            cursor = await self._conn().execute(
+        async with self._use() as db:
+            cursor = await db.execute(
                 "SELECT state, COUNT(*) FROM runcomfy_items WHERE batch=%s GROUP BY state",
                 (self.batch,),
             )
@@ -434,15 +457,15 @@ class PgJournal:
     async def rows(self) -> AsyncIterator[JournalRow]:
         """Every input of the batch, in input order."""
         await self.connect()
-        async with self._lock:
-            found = await select_rows(self._conn(), self.batch)
+        async with self._use() as db:
+            found = await select_rows(db, self.batch)
         for row in found:
             yield row
 
     async def workers(self) -> list[tuple[str, int, bool]]:
         """The batch's workers: host, pid, whether their lease is live."""
-        async with self._lock:
-            cursor = await self._conn().execute(
+        async with self._use() as db:
+            cursor = await db.execute(
                 "SELECT host, pid, expires_at > now() FROM runcomfy_workers WHERE batch=%s"
                 " ORDER BY started_at",
                 (self.batch,),
@@ -451,8 +474,8 @@ class PgJournal:
 
     async def in_flight(self) -> int:
         """Slots held across the batch: requests being sent or tracked by any worker."""
-        async with self._lock:
-            cursor = await self._conn().execute(
+        async with self._use() as db:
+            cursor = await db.execute(
                 "SELECT COUNT(*) FROM runcomfy_slots WHERE batch=%s AND key IS NOT NULL",
                 (self.batch,),
             )
