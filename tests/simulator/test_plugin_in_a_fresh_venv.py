@@ -1,6 +1,6 @@
 """The pytest plugin as a user gets it: `pip install '.[testing]'` into a fresh venv, then the
 README's sample test file under pytest-asyncio strict mode, auto mode, anyio's plugin (with
-pytest-asyncio disabled, so nothing imports it), and a plain `def` test."""
+pytest-asyncio disabled, so nothing imports it), and a plain `def` test using rc.SyncClient."""
 
 from __future__ import annotations
 
@@ -70,12 +70,10 @@ def test_the_readme_test_passes_in_a_fresh_venv_under_every_runner(tmp_path: Pat
 
 
                 def test_a_plain_test_gets_a_serving_simulator(runcomfy_simulator):
-                    import urllib.request
-                    url = runcomfy_simulator.url + "/v1/models"
-                    call = urllib.request.Request(url, headers={"Authorization": "Bearer k"})
-                    with urllib.request.urlopen(call) as answer:
-                        assert answer.status == 200
-                    assert runcomfy_simulator.ledger.calls == {"catalog": 1}
+                    with rc.SyncClient("k", base_url=runcomfy_simulator.url) as client:
+                        result = client.run("wan-ai/wan-2-2/text-to-image", {"prompt": "a"})
+                    assert result.state is rc.State.SUCCEEDED
+                    assert runcomfy_simulator.ledger.calls["submit"] == 1
                 """
             ),
             ["-o", "asyncio_mode=strict"],
