@@ -186,7 +186,9 @@ class Scheduler:
                 try:
                     await self._poll(tracker)
                 except Exception as exc:  # a bug must not stop every other request's tracking
-                    logger.exception("tracking request %s failed", tracker.request_id)
+                    logger.exception(
+                        "tracking request %s failed", tracker.request_id, extra=tracker.about()
+                    )
                     if not tracker.done:
                         failure = RunComfyError(f"tracking failed: {exc!r}")
                         self._finish(tracker, failure, learn=False)
