@@ -44,6 +44,7 @@ from ._journal import JournalBusyError, JournalMismatchError, JournalRow, read_j
 from ._policy import PollPolicy
 from ._request import Request
 from ._retry import RetryPolicy
+from ._sync import BlockingBatch, BlockingIterator, SyncClient
 from ._wire import CancelOutcome, ModelInfo, Output, Result, State, Status
 
 __version__ = "0.1.0"
@@ -54,6 +55,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Batch",
+    "BlockingBatch",
+    "BlockingIterator",
     "CancelOutcome",
     "Change",
     "Client",
@@ -88,6 +91,7 @@ __all__ = [
     "State",
     "Status",
     "SubmissionUnknownError",
+    "SyncClient",
     "Timeouts",
     "TransportError",
     "TransportTimeoutError",
