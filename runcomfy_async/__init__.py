@@ -34,6 +34,7 @@ from ._errors import (
     TransportError,
     TransportTimeoutError,
     UnexpectedResponseError,
+    UnknownModelError,
     WaitTimeoutError,
 )
 from ._fanout import Batch
@@ -97,6 +98,7 @@ __all__ = [
     "TransportError",
     "TransportTimeoutError",
     "UnexpectedResponseError",
+    "UnknownModelError",
     "WaitTimeoutError",
     "__version__",
     "estimate_cost",
