@@ -22,13 +22,13 @@ from opentelemetry.trace import StatusCode
 
 import runcomfy_async as rc
 from runcomfy_async.otel import OpenTelemetry
-from runcomfy_async.simulator import FaultRule
+from runcomfy_async.simulator import RUNWAY_IMAGE_TO_VIDEO, FaultRule
 from runcomfy_async.testing import ThreadedSimulator, runcomfy_simulator, runcomfy_simulator_config
 
 __all__ = ["runcomfy_simulator", "runcomfy_simulator_config"]  # fixtures used below
 
 WAN = "wan-ai/wan-2-2/text-to-image"
-RUNWAY = "runwayml/gen3a-turbo/image-to-video"
+RUNWAY = RUNWAY_IMAGE_TO_VIDEO
 
 
 class Otel:
@@ -202,7 +202,7 @@ async def test_no_key_input_value_or_query_string_reaches_spans_metrics_or_logs(
     ) as client:
         result = await client.run(WAN, {"prompt": CANARY_PROMPT})
         with pytest.raises(rc.SubmissionUnknownError):  # an error that carries the inputs
-            await client.run(RUNWAY, {"prompt_text": CANARY_PROMPT, "prompt_image": presigned})
+            await client.run(RUNWAY, {"promptText": CANARY_PROMPT, "promptImage": presigned})
         with pytest.raises(rc.InvalidInputError):
             await client.submit(WAN, {"prompt": CANARY_PROMPT, "seed": CANARY_SIGNATURE})
         await client.download(result, tmp_path)
