@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
@@ -37,9 +38,30 @@ def route_of(path: str) -> tuple[str, str | None, str | None]:
     return path, None, None
 
 
+# The request a task is busy with (request_id, model_id): names the model in the log records
+# of calls that know only the request_id (a poll's status and result calls).
+_CONCERNING: ContextVar[tuple[str, str | None] | None] = ContextVar(
+    "runcomfy_async_concerning", default=None
+)
+
+
+@contextmanager
+def concerning(request_id: str, model_id: str | None) -> Iterator[None]:
+    """Within this block, records about `request_id` also name `model_id`."""
+    token = _CONCERNING.set((request_id, model_id))
+    try:
+        yield
+    finally:
+        _CONCERNING.reset(token)
+
+
 def about(request_id: str | None, model_id: str | None = None) -> dict[str, str | None]:
     """The structured `extra` of a log record about one request (`record.request_id`,
     `record.model_id`)."""
+    if model_id is None and request_id is not None:
+        current = _CONCERNING.get()
+        if current is not None and current[0] == request_id:
+            model_id = current[1]
     return {"request_id": request_id, "model_id": model_id}
 
 
