@@ -178,10 +178,11 @@ class Client:
         finally:
             await self._transport.close()
 
-    def _spawn(self, work: Work) -> None:
-        """Run `work` in the client's background service, which close() ends and awaits."""
+    def _spawn(self, work: Work) -> bool:
+        """Run `work` in the client's background service, which close() ends and awaits;
+        False when it was dropped (the client is closing)."""
         self._transport.check_open()
-        self._service.spawn(work)
+        return self._service.spawn(work)
 
     # ------------------------------------------------------------------ the API
 
