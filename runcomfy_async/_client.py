@@ -26,7 +26,7 @@ import msgspec
 from . import _wire
 from ._checks import InputChecks
 from ._config import Timeouts, environ, is_loopback, resolve_api_key, resolve_base_url
-from ._download import DEFAULT_TEMPLATE, DownloadedFile, Downloader, download_result
+from ._download import DEFAULT_TEMPLATE, Downloader, download_result
 from ._errors import (
     BadRequestError,
     ConfigurationError,
@@ -46,6 +46,7 @@ from ._preflight import Preflight
 from ._request import Request
 from ._retry import CallKind, Clock, RetryPolicy, Sleep
 from ._service import Service, Work
+from ._sink import DownloadedFile
 from ._track import EXPIRED, Tracker, TrackSettings, cancel_quietly, of_model
 from ._transport import Transport
 from ._wire import CancelOutcome, ModelInfo, Result, State, Status

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 import msgspec
 
-from ._download import DEFAULT_TEMPLATE, DownloadedFile, download_result, render_stem, slug
+from ._download import DEFAULT_TEMPLATE, download_result, render_stem, slug
 from ._errors import (
     ConfigurationError,
     DownloadError,
@@ -28,10 +28,11 @@ from ._errors import (
 )
 from ._inputs import ModelInput, encode_inputs
 from ._items import BUCKET, BatchInput, Change, Item, Job, Numbered, Progress
-from ._journal import Entry, JournalMismatchError, Keys, Row, file_records, recorded_files
+from ._journal import Entry, JournalMismatchError, Keys, Row
 from ._journals import BatchJournal, NullJournal, open_journal
 from ._preflight import Preflight
 from ._request import Request
+from ._sink import DownloadedFile, Sink, file_records, open_sink, recorded_files
 from ._track import EXPIRED, Tracker, cancel_quietly
 from ._wire import Output, Result, State
 
@@ -153,6 +154,8 @@ class _Engine:
         self._open: set[Job] = set()  # inputs read whose item is not made yet
         self._input_error: Exception | None = None  # the caller's iterable raised it
         self._download_to = download_to
+        # Where outputs go; without download_to, only to check files an earlier run saved.
+        self._sink: Sink = open_sink(os.curdir if download_to is None else download_to)
         self._template = name_template
         self._validate = validate
         self._preflight = client._preflight if preflight is None else preflight
@@ -548,7 +551,7 @@ class _Engine:
         if row.send:
             return True
         if row.state.finished:
-            self._replay(job, row)
+            await self._replay(job, row)
         elif row.state is Entry.TRACKED and row.request_id is not None:
             self._follow(job, Request(row.request_id, model_id, self.client))  # re-attach
         elif row.state in (Entry.SENDING, Entry.UNKNOWN):
@@ -563,13 +566,13 @@ class _Engine:
             raise RuntimeError(f"journal row {key!r} in state {row.state}: neither sent nor kept")
         return False
 
-    def _replay(self, job: Job, row: Row) -> None:
+    async def _replay(self, job: Job, row: Row) -> None:
         """Emit the outcome an earlier run recorded."""
         job.request_id = rid = row.request_id or ""
         if row.state is Entry.SUCCEEDED:
             output = Output(row.outputs or {})
             result = Result(request_id=rid, state=State.SUCCEEDED, output=output, cost=row.cost)
-            files = recorded_files(row.files)
+            files = await recorded_files(self._sink, row.files)
             if self._download_to is not None and files is None:
                 names = [Path(record["path"]).stem for record in row.files or ()]
                 self._deliver(job, result, resumed=True, names=names or None)  # saved anew
@@ -710,12 +713,11 @@ class _Engine:
             await self._broke(job, "saving its outputs", exc, result=result)
 
     async def _save(self, job: Job, result: Result, resumed: bool, names: list[str] | None) -> None:
-        assert self._download_to is not None
         try:
             files = await download_result(
                 await self.client._downloads(),
                 result,
-                self._download_to,
+                self._sink,
                 key=str(job.key),
                 template=self._template,
                 index=job.index,

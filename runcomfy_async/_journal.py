@@ -12,12 +12,10 @@ import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from ._download import DownloadedFile
 from ._errors import ConfigurationError
 from ._lock import FileLock, JournalBusyError
 
@@ -447,42 +445,3 @@ class Journal:
         found = self._db.execute(f"SELECT {_COLUMNS} FROM items ORDER BY idx, key").fetchall()
         for record in found:
             yield _journal_row(record)
-
-
-def file_records(files: list[DownloadedFile]) -> list[dict[str, Any]]:
-    """Downloaded files as the journal records them."""
-    return [_file_record(file) for file in files]
-
-
-def _file_record(file: DownloadedFile) -> dict[str, Any]:
-    return {
-        "url": file.url,
-        "path": str(file.path),
-        "size": file.size,
-        "sha256": file.sha256,
-        "content_type": file.content_type,
-    }
-
-
-def recorded_files(records: list[dict[str, Any]] | None) -> tuple[DownloadedFile, ...] | None:
-    """Files an earlier run downloaded, if they are all still there with their size."""
-    if records is None:
-        return None
-    files = []
-    for record in records:
-        path = Path(record["path"])
-        try:
-            if path.is_symlink() or path.stat().st_size != record["size"]:
-                return None
-        except OSError:
-            return None
-        files.append(
-            DownloadedFile(
-                url=record["url"],
-                path=path,
-                size=record["size"],
-                sha256=record["sha256"],
-                content_type=record.get("content_type"),
-            )
-        )
-    return tuple(files)
