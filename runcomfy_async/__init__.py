@@ -43,6 +43,7 @@ from ._policy import PollPolicy
 from ._request import Request
 from ._retry import RetryPolicy
 from ._sink import DownloadedFile
+from ._sync import BlockingBatch, BlockingIterator, SyncClient
 from ._wire import CancelOutcome, ModelInfo, Output, Result, State, Status
 
 __version__ = "0.1.0"
@@ -53,6 +54,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Batch",
+    "BlockingBatch",
+    "BlockingIterator",
     "CancelOutcome",
     "Change",
     "Client",
@@ -87,6 +90,7 @@ __all__ = [
     "State",
     "Status",
     "SubmissionUnknownError",
+    "SyncClient",
     "Timeouts",
     "TransportError",
     "TransportTimeoutError",
