@@ -5,10 +5,13 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import ConfigurationError
 from ._journal import Entry, Journal, JournalRow, Row
+
+if TYPE_CHECKING:
+    from ._pgjournal import PgJournal
 
 __all__ = ["BatchJournal", "NullJournal", "open_journal"]
 
@@ -141,10 +144,13 @@ def is_postgres(spec: str | os.PathLike[str]) -> bool:
     return isinstance(spec, str) and spec.startswith(POSTGRES_SCHEMES)
 
 
-async def open_journal(spec: str | os.PathLike[str] | None) -> BatchJournal:
+async def open_journal(
+    spec: str | os.PathLike[str] | None, *, batch: str | None = None
+) -> BatchJournal:
     """The journal a batch writes to: none (NullJournal), a SQLite file (a path), or a
     PostgreSQL database (a `postgresql://` or `postgres://` URL, with the `[postgres]` extra:
-    `runcomfy_async._pgjournal.open_journal(spec)` is awaited for it).
+    `runcomfy_async._pgjournal.open_journal(spec, batch)` is awaited for it; `batch` names
+    the batch there, and means nothing to a SQLite file, which holds one batch).
 
     Raises ConfigurationError for a journal that cannot be used, JournalBusyError when
     another run holds it.
@@ -159,6 +165,12 @@ async def open_journal(spec: str | os.PathLike[str] | None) -> BatchJournal:
                 "a PostgreSQL journal needs the [postgres] extra: "
                 "pip install 'runcomfy-async[postgres]'"
             ) from exc
-        journal: BatchJournal = await module.open_journal(spec)
+        journal: BatchJournal = await module.open_journal(spec, batch)
         return journal
     return Journal(spec)
+
+
+if TYPE_CHECKING:  # mypy checks that every journal is a BatchJournal
+
+    def _conforms(sqlite: Journal, pg: PgJournal, null: NullJournal) -> list[BatchJournal]:
+        return [sqlite, pg, null]

@@ -96,7 +96,7 @@ async def test_a_batch_writes_every_step_through_the_journal_it_is_given(
     journal = MemoryJournal()
     opened: list[str] = []
 
-    async def open_pg(spec: str) -> BatchJournal:
+    async def open_pg(spec: str, batch: str | None = None) -> BatchJournal:
         opened.append(spec)
         return _typed(journal)
 
