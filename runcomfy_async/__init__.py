@@ -33,6 +33,7 @@ from ._errors import (
     TransportError,
     TransportTimeoutError,
     UnexpectedResponseError,
+    UnknownModelError,
     WaitTimeoutError,
 )
 from ._fanout import Batch
@@ -95,6 +96,7 @@ __all__ = [
     "TransportError",
     "TransportTimeoutError",
     "UnexpectedResponseError",
+    "UnknownModelError",
     "WaitTimeoutError",
     "__version__",
     "estimate_cost",

@@ -24,6 +24,7 @@ import anyio
 import msgspec
 
 from . import _wire
+from ._catalog import ModelListBody, is_unknown_model, iter_models, unknown_model_error
 from ._checks import InputChecks
 from ._config import Timeouts, environ, is_loopback, resolve_api_key, resolve_base_url
 from ._download import DEFAULT_TEMPLATE, Downloader, download_result
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Client"]
 
+SUGGEST_WITHIN = 10.0  # seconds the catalog listing for "did you mean …?" may take
 _RECENT_MAX = 100_000  # request_ids remembered for their 404 grace and submit time
 
 _SUBMIT = msgspec.json.Decoder(_wire.SubmitBody)
@@ -63,6 +65,7 @@ _STATUS = msgspec.json.Decoder(_wire.StatusBody)
 _RESULT = msgspec.json.Decoder(_wire.ResultBody)
 _CANCEL = msgspec.json.Decoder(_wire.CancelBody)
 _MODEL = msgspec.json.Decoder(_wire.ModelBody)
+_MODELS = msgspec.json.Decoder(ModelListBody)
 
 
 class Client:
@@ -617,8 +620,40 @@ class Client:
 
     async def _model_info(self, model_id: str) -> ModelInfo:
         check_model_id(model_id)
-        body = await self._transport.call(CallKind.CATALOG, "GET", f"/v1/models/{model_id}", _MODEL)
+        path = f"/v1/models/{model_id}"
+        try:
+            body = await self._transport.call(CallKind.CATALOG, "GET", path, _MODEL)
+        except (NotFoundError, BadRequestError) as exc:
+            if not is_unknown_model(exc):
+                raise
+            known: list[str] = []
+            try:  # the closest ids, for "did you mean …?"; a listing that fails names none
+                with anyio.move_on_after(SUGGEST_WITHIN):
+                    async for info in self.models(include_schema=False):
+                        known.append(info.model_id)
+            except RunComfyError:
+                known = []
+            raise unknown_model_error(exc, model_id, known) from exc
         return _wire.model_info_from(body, model_id)
+
+    def models(
+        self,
+        search: str | None = None,
+        category: str | None = None,
+        *,
+        include_schema: bool = True,
+    ) -> AsyncIterator[ModelInfo]:
+        """Every catalog entry whose id or name contains `search` (and of `category`), as
+        `async for info in client.models(search="upscale"):`, paging until the catalog's
+        total. `include_schema=False` asks for entries without their input schemas."""
+        return iter_models(
+            self._model_page, search=search, category=category, include_schema=include_schema
+        )
+
+    async def _model_page(self, params: Mapping[str, str]) -> ModelListBody:
+        return await self._transport.call(
+            CallKind.CATALOG, "GET", "/v1/models", _MODELS, params=params
+        )
 
 
 def _after_cancel(cancelled: CancelOutcome | None) -> str:

@@ -465,3 +465,14 @@ class SyncClient:
     def model_info(self, model_id: str) -> ModelInfo:
         """Blocking `Client.model_info`."""
         return self._call(self._client.model_info, model_id)
+
+    def models(
+        self,
+        search: str | None = None,
+        category: str | None = None,
+        *,
+        include_schema: bool = True,
+    ) -> BlockingIterator[ModelInfo]:
+        """Blocking `Client.models`: every catalog entry matching, page by page."""
+        source = self._client.models(search, category, include_schema=include_schema)
+        return BlockingIterator(self, source)
