@@ -32,6 +32,7 @@ from ._items import BatchInput, Change, Item, Progress
 from ._policy import PollPolicy
 from ._request import Request
 from ._retry import Clock, RetryPolicy, Sleep
+from ._telemetry import Telemetry
 from ._wire import CancelOutcome, ModelInfo, Result, State, Status
 
 __all__ = ["BlockingBatch", "BlockingIterator", "SyncClient"]
@@ -183,6 +184,7 @@ class SyncClient:
         sleep: Sleep | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        telemetry: bool | Telemetry = False,
     ) -> None:
         self._cancel_grace = cancel_grace
         self._lock = threading.Lock()
@@ -205,6 +207,7 @@ class SyncClient:
             sleep=sleep,
             clock=clock,
             rng=rng,
+            telemetry=telemetry,
         )
         try:
             self._client: Client = self._portal.call(make)
