@@ -45,6 +45,7 @@ from ._request import Request
 from ._retry import RetryPolicy
 from ._sink import DownloadedFile
 from ._sync import BlockingBatch, BlockingIterator, SyncClient
+from ._telemetry import Telemetry
 from ._wire import CancelOutcome, ModelInfo, Output, Result, State, Status
 
 __version__ = "0.1.0"
@@ -92,6 +93,7 @@ __all__ = [
     "Status",
     "SubmissionUnknownError",
     "SyncClient",
+    "Telemetry",
     "Timeouts",
     "TransportError",
     "TransportTimeoutError",

@@ -48,6 +48,7 @@ from ._request import Request
 from ._retry import CallKind, Clock, RetryPolicy, Sleep
 from ._service import Service, Work
 from ._sink import DownloadedFile
+from ._telemetry import Telemetry, telemetry_of
 from ._track import EXPIRED, Tracker, TrackSettings, cancel_quietly, of_model
 from ._transport import Transport
 from ._wire import CancelOutcome, ModelInfo, Result, State, Status
@@ -75,7 +76,9 @@ class Client:
     from `base_url`, else RUNCOMFY_BASE_URL (https, or http to loopback only). `timeout` is
     seconds per call (or a Timeouts). One aiohttp session per client, opened on enter with
     `max_connections`; a `session` passed in is used as it is and not closed. `sleep`,
-    `clock` and `rng` exist so tests can run in virtual time.
+    `clock` and `rng` exist so tests can run in virtual time. `telemetry=True` emits
+    OpenTelemetry spans and metrics (the `[otel]` extra; see runcomfy_async.otel); a
+    Telemetry of your own gets the same hooks.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class Client:
         sleep: Sleep | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        telemetry: bool | Telemetry = False,
     ) -> None:
         env = environ()
         key = resolve_api_key(api_key, env)
@@ -109,6 +113,7 @@ class Client:
         self._clock: Clock = clock or time.monotonic
         self._rng = rng or random.Random()
         self._cancel_on_interrupt = cancel_on_interrupt
+        self._telemetry = telemetry_of(telemetry)
         self._validate, self._preflight = validate, preflight
         self._checks = InputChecks(
             self._model_info,
@@ -147,6 +152,7 @@ class Client:
             sleep=self._sleep,
             clock=self._clock,
             rng=self._rng,
+            telemetry=self._telemetry,
         )
 
     def __repr__(self) -> str:
@@ -181,6 +187,7 @@ class Client:
                 await downloader.__aexit__(None, None, None)
         finally:
             await self._transport.close()
+            self._telemetry.close()
 
     def _spawn(self, work: Work) -> bool:
         """Run `work` in the client's background service, which close() ends and awaits;
@@ -266,15 +273,17 @@ class Client:
         """Send one checked submit; `original` is what SubmissionUnknownError carries.
         429s are waited out until `rate_limit_until` (client clock; default: the retry
         policy's `rate_limit_patience` from now)."""
-        answer = await self._transport.call(
-            CallKind.SUBMIT,
-            "POST",
-            f"/v1/models/{model_id}",
-            _SUBMIT,
-            body=body,
-            submit_of=(model_id, original),
-            rate_limit_until=rate_limit_until,
-        )
+        with self._telemetry.submit(model_id) as traced:
+            answer = await self._transport.call(
+                CallKind.SUBMIT,
+                "POST",
+                f"/v1/models/{model_id}",
+                _SUBMIT,
+                body=body,
+                submit_of=(model_id, original),
+                rate_limit_until=rate_limit_until,
+            )
+            traced.submitted(answer.request_id)
         now = self._clock()
         horizon = now - self._track.not_found_grace
         recent = self._recent  # in submit order: forget from the oldest end, O(1) each
@@ -290,7 +299,9 @@ class Client:
             body = await self._transport.call(
                 CallKind.STATUS, "GET", f"/v1/requests/{quote(rid, safe='')}/status", _STATUS
             )
-        return _wire.status_from(body, rid)
+        status = _wire.status_from(body, rid)
+        self._telemetry.observed(rid, status.state)
+        return status
 
     async def result(self, request: Request | str, *, include_cost: bool = True) -> Result:
         """The request's outcome: output on success, `error` on failure, or the current state
@@ -311,7 +322,9 @@ class Client:
             status = await self.status(rid)
             return Result(request_id=rid, state=status.state)
         model_id = request.model_id if isinstance(request, Request) else None
-        return of_model(_wire.result_from(body, rid), model_id)
+        result = of_model(_wire.result_from(body, rid), model_id)
+        self._telemetry.resulted(result)
+        return result
 
     async def wait(
         self,

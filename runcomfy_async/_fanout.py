@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -33,6 +34,7 @@ from ._journals import BatchJournal, NullJournal, open_journal
 from ._preflight import Preflight
 from ._request import Request
 from ._sink import DownloadedFile, Sink, file_records, open_sink, recorded_files
+from ._telemetry import BatchProbe
 from ._track import EXPIRED, Tracker, cancel_quietly
 from ._wire import Output, Result, State
 
@@ -170,6 +172,7 @@ class _Engine:
         self.started = self.closed = False
         self._wound_up = False  # ended and its requests let go of: the journal may close
         self._reads = self._emitted = 0
+        self._traced: BatchProbe | None = None  # the batch's span, from start() on
 
     async def next(self) -> Item:
         await self.start()
@@ -243,6 +246,7 @@ class _Engine:
         self.client._batches.discard(self)
         self._receive.close()
         await self._close_journal()
+        self._end_trace()
 
     async def aclose(self) -> None:
         if self.closed:
@@ -269,6 +273,11 @@ class _Engine:
         self._receive.close()
         self._wound_up = True
         await self._close_journal()
+        self._end_trace()
+
+    def _end_trace(self) -> None:
+        if self._traced is not None:
+            self._traced.end(dataclasses.asdict(self.progress))
 
     async def _quiet(self) -> None:
         """Wait until no outcome is being written to the journal."""
@@ -297,7 +306,8 @@ class _Engine:
             raise
         if self._timeout is not None:
             self._deadline = self.client._clock() + self._timeout
-        self.client._spawn(self._feed)
+        self._traced = self.client._telemetry.batch()
+        self.client._spawn(self._traced.inside(self._feed))
         self.client._batches.add(self)
 
     async def interrupt(self) -> None:

@@ -483,10 +483,24 @@ class PgJournal:
             return int(found[0]) if found else 0
 
 
-async def open_journal(spec: str, batch: str | None = None) -> PgJournal:
-    """The batch `batch` of the database `spec` names, connected, its schema up to date."""
+async def open_journal(
+    spec: str,
+    batch: str | None = None,
+    *,
+    max_in_flight: int | None = None,
+    saves_files: bool = False,
+) -> PgJournal:
+    """The batch `batch` of the database `spec` names, connected, its schema up to date,
+    joined with `max_in_flight` (the cap across its workers) when given."""
     journal = PgJournal(spec, batch)
-    await journal.connect()
+    try:
+        await journal.connect()
+        if max_in_flight is not None:
+            await journal.join(max_in_flight=max_in_flight, saves_files=saves_files)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await journal.close()
+        raise
     return journal
 
 

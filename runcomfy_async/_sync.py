@@ -33,6 +33,7 @@ from ._policy import PollPolicy
 from ._request import Request
 from ._retry import Clock, RetryPolicy, Sleep
 from ._sink import DownloadedFile
+from ._telemetry import Telemetry
 from ._wire import CancelOutcome, ModelInfo, Result, State, Status
 
 __all__ = ["BlockingBatch", "BlockingIterator", "SyncClient"]
@@ -184,6 +185,7 @@ class SyncClient:
         sleep: Sleep | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        telemetry: bool | Telemetry = False,
     ) -> None:
         self._cancel_grace = cancel_grace
         self._lock = threading.Lock()
@@ -206,6 +208,7 @@ class SyncClient:
             sleep=sleep,
             clock=clock,
             rng=rng,
+            telemetry=telemetry,
         )
         try:
             self._client: Client = self._portal.call(make)

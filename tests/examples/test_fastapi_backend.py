@@ -8,32 +8,22 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import aiohttp
-import anyio
 import pytest
 
 import runcomfy_async as rc
 from runcomfy_async.testing import ThreadedSimulator, runcomfy_simulator, runcomfy_simulator_config
 
-from .test_examples import EXAMPLES, PNG, server_sent_events
+from .test_examples import EXAMPLES, PNG, first_generate, free_port, server_sent_events
 
 __all__ = ["runcomfy_simulator", "runcomfy_simulator_config"]  # fixtures used below
 
 CANARY = "rc-canary-fastapi-5e1d0c7b"
 SIM = {"time_scale": 0.1, "concurrency": 2}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -74,17 +64,7 @@ async def test_fastapi_backend_serves_jobs_and_events_and_cancels_its_queue_on_s
 ) -> None:
     base, process = service
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-        deadline = time.monotonic() + 30
-        while True:  # until uvicorn answers
-            try:
-                async with http.post(f"{base}/generate", json={"prompt": "a red fox"}) as r:
-                    assert r.status == 202
-                    request_id = (await r.json())["request_id"]
-                    break
-            except aiohttp.ClientConnectionError:
-                assert process.poll() is None, "uvicorn exited"
-                assert time.monotonic() < deadline, "uvicorn did not start"
-                await anyio.sleep(0.1)
+        request_id = await first_generate(http, base, process)
         assert [job.request_id for job in runcomfy_simulator.ledger.jobs] == [request_id]
 
         for bad in ({"prompt": 5}, {}, {"prompt": "a fox", "colour": 1}):
