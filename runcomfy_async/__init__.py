@@ -34,9 +34,11 @@ from ._errors import (
     TransportError,
     TransportTimeoutError,
     UnexpectedResponseError,
+    UploadError,
     WaitTimeoutError,
 )
 from ._fanout import Batch
+from ._files import LocalFile, Uploader
 from ._inputs import ModelInput
 from ._items import Change, Item, Numbered, Progress
 from ._journal import JournalBusyError, JournalMismatchError, JournalRow, read_journal
@@ -66,6 +68,7 @@ __all__ = [
     "JournalBusyError",
     "JournalMismatchError",
     "JournalRow",
+    "LocalFile",
     "ModelInfo",
     "ModelInput",
     "ModelMismatchError",
@@ -91,6 +94,8 @@ __all__ = [
     "TransportError",
     "TransportTimeoutError",
     "UnexpectedResponseError",
+    "UploadError",
+    "Uploader",
     "WaitTimeoutError",
     "__version__",
     "estimate_cost",

@@ -34,6 +34,7 @@ from ._cli_wait import EXIT_TIMEOUT, again, deliver, submitted, wait_for
 from ._client import Client
 from ._config import KEY_ENV_VARS, Secret
 from ._errors import NotFoundError, RunComfyError
+from ._files import LocalFile, is_media
 from ._inputs import encode_inputs
 
 __all__ = ["main"]
@@ -61,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--api-key-file", metavar="PATH", help="read the API key from PATH")
     common.add_argument("--base-url", metavar="URL", help="the API base URL (e.g. a simulator)")
+    common.add_argument(
+        "--uploads",
+        metavar="URL",
+        help="upload local file inputs over the inline cap to this store prefix "
+        "(s3://bucket/inputs/; credentials from the store's environment)",
+    )
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print one JSON object")
     inputs = argparse.ArgumentParser(add_help=False)
@@ -71,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="an input; VALUE is JSON if it parses as JSON, else a string (repeatable)",
+        help="an input; VALUE is JSON if it parses as JSON, else a string; @PATH is a local "
+        "file (an image, video or audio file as a file input, else its text) (repeatable)",
     )
     inputs.add_argument("--input-json", metavar="JSON", help="every input as one JSON object")
 
@@ -162,11 +170,33 @@ def parse_inputs(pairs: Sequence[str], raw_json: str | None) -> dict[str, Any]:
         name, sep, text = pair.partition("=")
         if not sep or not name.strip():
             raise CommandError(f"-i {pair!r}: expected NAME=VALUE")
+        if text.startswith("@"):
+            inputs[name.strip()] = at_file(text[1:], f"-i {name.strip()}")
+            continue
         try:
             inputs[name.strip()] = json.loads(text, parse_constant=_as_text)
         except ValueError:
             inputs[name.strip()] = text
     return inputs
+
+
+def at_file(path: str, where: str) -> Any:
+    """The value of `-i NAME=@PATH`: a LocalFile for a media file (sent as a file input),
+    else the file's text (a prompt kept in a file); `@@...` is the text "@..."."""
+    if path.startswith("@"):
+        return path
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4096)
+            if is_media(head):
+                return LocalFile(path)
+            data = head + file.read()
+    except OSError as exc:
+        raise CommandError(f"{where}=@{path}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise CommandError(f"{where}=@{path}: neither a media file nor UTF-8 text") from None
 
 
 def _as_text(name: str) -> Any:
@@ -202,7 +232,7 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Client]:
     """A Client on RunComfy, on --base-url, or (--simulate) on a simulator in this loop."""
     key = args.api_key.reveal() if args.api_key is not None else None
     if not args.simulate:
-        async with Client(key, base_url=args.base_url) as client:
+        async with Client(key, base_url=args.base_url, uploads=args.uploads) as client:
             yield client
         return
     from .simulator import Simulator, SimulatorConfig
@@ -210,7 +240,7 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Client]:
     async with (
         # A seed of its own: request_ids never repeat across runs (journals, file names).
         Simulator(SimulatorConfig(time_scale=0.05, seed=secrets.randbits(63))) as sim,
-        Client(key, base_url=sim.url) as client,
+        Client(key, base_url=sim.url, uploads=args.uploads) as client,
     ):
         yield client
 
