@@ -34,6 +34,7 @@ from ._errors import (
     TransportError,
     TransportTimeoutError,
     UnexpectedResponseError,
+    UnknownModelError,
     UploadError,
     WaitTimeoutError,
 )
@@ -45,6 +46,8 @@ from ._journal import JournalBusyError, JournalMismatchError, JournalRow, read_j
 from ._policy import PollPolicy
 from ._request import Request
 from ._retry import RetryPolicy
+from ._sync import BlockingBatch, BlockingIterator, SyncClient
+from ._telemetry import Telemetry
 from ._wire import CancelOutcome, ModelInfo, Output, Result, State, Status
 
 __version__ = "0.1.0"
@@ -55,6 +58,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Batch",
+    "BlockingBatch",
+    "BlockingIterator",
     "CancelOutcome",
     "Change",
     "Client",
@@ -90,10 +95,13 @@ __all__ = [
     "State",
     "Status",
     "SubmissionUnknownError",
+    "SyncClient",
+    "Telemetry",
     "Timeouts",
     "TransportError",
     "TransportTimeoutError",
     "UnexpectedResponseError",
+    "UnknownModelError",
     "UploadError",
     "Uploader",
     "WaitTimeoutError",

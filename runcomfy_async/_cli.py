@@ -17,11 +17,11 @@ from typing import Any
 
 import msgspec
 
+from ._cli_models import describe_model, list_line
 from ._cli_output import (
     EPILOG,
     EXIT_INTERRUPTED,
     CommandError,
-    describe_model,
     error,
     exit_code,
     leaf_error,
@@ -138,7 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     models = add("models", help="model catalog").add_subparsers(
         dest="models_command", metavar="COMMAND", required=True
     )
-    info = models.add_parser("info", parents=[common, as_json], help="input schema and price")
+    listing = models.add_parser(
+        "list", parents=[common], help="every model: id, category, price and unit"
+    )
+    listing.add_argument("--search", metavar="TEXT", help="only ids or names containing TEXT")
+    listing.add_argument("--category", metavar="C", help="only models of category C")
+    listing.add_argument("--json", action="store_true", help="one JSON object per model")
+    info = models.add_parser(
+        "info", parents=[common, as_json], help="the whole input shape, its rules and the price"
+    )
     info.add_argument("model_id", metavar="MODEL_ID")
     codegen = models.add_parser(
         "codegen", parents=[common], help="write a typed input class from the catalog schema"
@@ -327,6 +335,8 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 async def cmd_models(args: argparse.Namespace) -> int:
+    if args.models_command == "list":
+        return await cmd_models_list(args)
     async with open_client(args) as client:
         info = await client.model_info(args.model_id)
     if args.models_command == "info":
@@ -345,6 +355,32 @@ async def cmd_models(args: argparse.Namespace) -> int:
     except FileExistsError:
         raise CommandError(f"{args.out} exists: pass --force to replace it") from None
     print(f"wrote {args.out}")
+    return 0
+
+
+async def cmd_models_list(args: argparse.Namespace) -> int:
+    """The catalog, one line (or JSON object) per model, in the catalog's order."""
+    async with open_client(args) as client:
+        found = [
+            info
+            async for info in client.models(
+                args.search, args.category, include_schema=bool(args.json)
+            )
+        ]
+    if args.json:
+        for info in found:
+            print_json(msgspec.to_builtins(info))
+        return 0
+    if not found:
+        what = " ".join(
+            f"{option} {value!r}"
+            for option, value in (("--search", args.search), ("--category", args.category))
+            if value
+        )
+        raise CommandError(f"no model in the catalog matches {what or 'anything'}", 5)
+    width = max(len(info.model_id) for info in found)
+    for info in found:
+        print(list_line(info, width))
     return 0
 
 

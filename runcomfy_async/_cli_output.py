@@ -32,7 +32,7 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._items import Item, Progress
-from ._wire import ModelInfo, Result
+from ._wire import Result
 
 __all__ = [
     "EPILOG",
@@ -43,7 +43,6 @@ __all__ = [
     "NotSavedError",
     "ProgressDisplay",
     "Tally",
-    "describe_model",
     "duration",
     "error",
     "exit_code",
@@ -51,7 +50,6 @@ __all__ = [
     "print_json",
     "print_summary",
     "result_json",
-    "schema_lines",
     "usd",
     "warn",
     "writable_folder",
@@ -324,42 +322,6 @@ class ProgressDisplay:
         filled = BAR_WIDTH * done // self.total if self.total else BAR_WIDTH
         bar = "#" * filled + "-" * (BAR_WIDTH - filled)
         return f"[{bar}] {done}/{self.total} {counts} | {tail}"
-
-
-def describe_model(info: ModelInfo) -> str:
-    """A catalog entry for people: id, name, price, and the input schema."""
-    price = "unknown" if info.base_price_usd is None else usd(info.base_price_usd)
-    categories = ", ".join(info.categories) or "no category"
-    head = [
-        f"{info.model_id}: {info.name or ''} ({categories})",
-        f"price: {price} per {info.price_unit or 'unit'}",
-    ]
-    if info.pricing_note:
-        head.append(f"pricing: {info.pricing_note}")
-    return "\n".join(head + schema_lines(info.input_schema or {}))
-
-
-def schema_lines(schema: dict[str, Any]) -> list[str]:
-    """A model's input schema as aligned lines: name, type, required, rules, default."""
-    properties: dict[str, Any] = schema.get("properties") or {}
-    required = set(schema.get("required") or ())
-    if not properties:
-        return ["inputs: any JSON object (no schema published)"]
-    width = max(len(name) for name in properties)
-    lines = ["inputs:"]
-    for name, spec in properties.items():
-        spec = spec if isinstance(spec, dict) else {}
-        notes = ["required"] if name in required else []
-        if "enum" in spec:
-            notes.append("one of " + " | ".join(json.dumps(v) for v in spec["enum"]))
-        for rule, word in (("maxLength", "max length"), ("minimum", "min"), ("maximum", "max")):
-            if rule in spec:
-                notes.append(f"{word} {spec[rule]}")
-        if "default" in spec:
-            notes.append(f"default {json.dumps(spec['default'])}")
-        kind = str(spec.get("type", "any"))
-        lines.append(f"  {name:<{width}}  {kind:<8} {', '.join(notes)}".rstrip())
-    return lines
 
 
 def print_summary(

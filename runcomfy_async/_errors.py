@@ -13,6 +13,7 @@
     │   │   └── PermissionDeniedError           403, 403001
     │   ├── InsufficientBalanceError            402, 400002
     │   ├── NotFoundError (LookupError)         404, 404001
+    │   │   └── UnknownModelError               a model id the catalog lacks (.suggestions)
     │   ├── BadRequestError                     400, 400001, 422 and other 4xx
     │   ├── RateLimitError                      429 (.retry_after), after the rate-limit patience
     │   └── ServerError                         5xx, 408: RunComfy could not answer (transient)
@@ -52,6 +53,7 @@ __all__ = [
     "TransportError",
     "TransportTimeoutError",
     "UnexpectedResponseError",
+    "UnknownModelError",
     "UploadError",
     "WaitTimeoutError",
 ]
@@ -176,6 +178,25 @@ class InsufficientBalanceError(APIError):
 
 class NotFoundError(APIError, LookupError):
     """The model or request_id does not exist (or the request expired)."""
+
+
+class UnknownModelError(NotFoundError):
+    """The model id is not in RunComfy's catalog (it answered 404, or 400001); nothing was
+    submitted. `suggestions` holds the closest ids the catalog does list, best first."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        error_code: int | str | None = None,
+        body: str = "",
+        model_id: str,
+        suggestions: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, status_code=status_code, error_code=error_code, body=body)
+        self.model_id = model_id
+        self.suggestions = suggestions
 
 
 class BadRequestError(APIError):

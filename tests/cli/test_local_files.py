@@ -67,9 +67,7 @@ def test_jsonl_names_local_files_relative_to_itself_and_the_manifest_shows_the_p
     folder = tmp_path / "shots"
     folder.mkdir()
     beach, digest = image(folder)
-    lines = [
-        {"promptText": f"waves {n}", "promptImage": {"$file": "beach.png"}} for n in range(3)
-    ]
+    lines = [{"promptText": f"waves {n}", "promptImage": {"$file": "beach.png"}} for n in range(3)]
     inputs = folder / "inputs.jsonl"
     inputs.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     before = len(fetching.ledger()["fetched"])

@@ -31,6 +31,8 @@ PUBLIC_PRIVATE_MODULES = [
     "runcomfy_async._journal",
     "runcomfy_async._policy",
     "runcomfy_async._retry",
+    "runcomfy_async._sync",
+    "runcomfy_async._telemetry",
     "runcomfy_async._wire",
 ]
 
