@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import secrets
@@ -17,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from ._cli_inputs import input_schema_of, parse_inputs
 from ._cli_models import describe_model, list_line
 from ._cli_output import (
     EPILOG,
@@ -33,8 +33,7 @@ from ._cli_output import (
 from ._cli_wait import EXIT_TIMEOUT, again, deliver, submitted, wait_for
 from ._client import Client
 from ._config import KEY_ENV_VARS, Secret
-from ._errors import NotFoundError, RunComfyError
-from ._files import LocalFile, is_media
+from ._errors import InvalidInputError, NotFoundError, RunComfyError, UnknownModelError
 from ._inputs import encode_inputs
 
 __all__ = ["main"]
@@ -78,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="an input; VALUE is JSON if it parses as JSON, else a string; @PATH is a local "
-        "file (an image, video or audio file as a file input, else its text) (repeatable)",
+        help="an input, read as its schema type (text stays text); NAME=@PATH reads VALUE "
+        "from a file (repeatable)",
     )
     inputs.add_argument("--input-json", metavar="JSON", help="every input as one JSON object")
 
@@ -163,54 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_inputs(pairs: Sequence[str], raw_json: str | None) -> dict[str, Any]:
-    """Inputs from `--input-json` and `-i NAME=VALUE` pairs (which win)."""
-    inputs: dict[str, Any] = {}
-    if raw_json is not None:
-        try:
-            value = json.loads(raw_json)
-        except ValueError as exc:
-            raise CommandError(f"--input-json is not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise CommandError("--input-json must be a JSON object")
-        inputs.update(value)
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or not name.strip():
-            raise CommandError(f"-i {pair!r}: expected NAME=VALUE")
-        if text.startswith("@"):
-            inputs[name.strip()] = at_file(text[1:], f"-i {name.strip()}")
-            continue
-        try:
-            inputs[name.strip()] = json.loads(text, parse_constant=_as_text)
-        except ValueError:
-            inputs[name.strip()] = text
-    return inputs
-
-
-def at_file(path: str, where: str) -> Any:
-    """The value of `-i NAME=@PATH`: a LocalFile for a media file (sent as a file input),
-    else the file's text (a prompt kept in a file); `@@...` is the text "@..."."""
-    if path.startswith("@"):
-        return path
-    try:
-        with open(path, "rb") as file:
-            head = file.read(4096)
-            if is_media(head):
-                return LocalFile(path)
-            data = head + file.read()
-    except OSError as exc:
-        raise CommandError(f"{where}=@{path}: cannot read it: {exc.strerror or exc}") from None
-    try:
-        return data.decode("utf-8").removeprefix("\ufeff").rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise CommandError(f"{where}=@{path}: neither a media file nor UTF-8 text") from None
-
-
-def _as_text(name: str) -> Any:
-    raise ValueError(name)  # NaN and Infinity stay text
-
-
 # ---------------------------------------------------------------- the client
 
 
@@ -256,13 +207,28 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Client]:
 # ---------------------------------------------------------------- commands
 
 
+async def read_inputs(args: argparse.Namespace, client: Client) -> dict[str, Any]:
+    """The inputs of `-i` and `--input-json`, typed by the model's catalog schema (an unknown
+    model id is refused here, with the closest ids), and checked before any submit."""
+    catalog = None
+    try:
+        catalog = (await client.model_info(args.model_id)).input_schema
+    except (UnknownModelError, InvalidInputError):
+        raise
+    except RunComfyError:  # an outage: the submit's own check logs it and goes on
+        pass
+    schema = input_schema_of(args.model_id, catalog)
+    inputs = parse_inputs(args.input, args.input_json, schema)
+    encode_inputs(args.model_id, inputs)
+    return inputs
+
+
 async def cmd_run(args: argparse.Namespace) -> int:
     """Submit, print the request_id (stderr) at once, wait, print and save the outputs."""
-    inputs = parse_inputs(args.input, args.input_json)
-    encode_inputs(args.model_id, inputs)  # checked before the simulator or any call
     out = writable_folder(Path(args.out)) if args.out else None  # refused before paying
     started = time.monotonic()
     async with open_client(args) as client:
+        inputs = await read_inputs(args, client)
         request = await client.submit(args.model_id, inputs)
         timeout = args.timeout
         if timeout is not None:  # --timeout covers the submit and the wait
@@ -290,9 +256,8 @@ def answer(args: argparse.Namespace, data: Any, text: str) -> int:
 
 
 async def cmd_submit(args: argparse.Namespace) -> int:
-    inputs = parse_inputs(args.input, args.input_json)
-    encode_inputs(args.model_id, inputs)
     async with open_client(args) as client:
+        inputs = await read_inputs(args, client)
         request = await client.submit(args.model_id, inputs)
         submitted(request.request_id)
     data = {"request_id": request.request_id, "model_id": args.model_id}

@@ -145,11 +145,6 @@ def _sha256(path: str, size: int, mtime_ns: int, inode: int) -> str:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
-def is_media(head: bytes) -> bool:
-    """Whether a file starting `head` is an image, video or audio file (not text)."""
-    return sniff(head) in _MIME
-
-
 def _mime_of(head: bytes, path: Path) -> str:
     found = sniff(head)
     if found in _MIME:

@@ -57,7 +57,7 @@ def test_at_path_of_a_missing_file_exits_2_before_any_call(
         "--base-url", fetching.url, "--api-key-file", key_file,
     )  # fmt: skip
     assert done.code == 2
-    assert f"-i promptImage=@{tmp_path}/gone.png: cannot read it" in done.err
+    assert f"cannot read {tmp_path}/gone.png" in done.err
     assert fetching.submits() == submits
 
 
