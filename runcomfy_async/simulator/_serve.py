@@ -149,7 +149,23 @@ async def serve(
 
 
 def _announce(sim: Simulator) -> None:
-    print(f"runcomfy simulator: {sim.url}", flush=True)
+    """The URL first (one line scripts can read), then how to point the CLI and SDK at it."""
+    if sim.config.api_key is None:
+        key, which = "any", "Any API key works against it"
+    else:  # never printed: the user set it, and knows where
+        key = f'"${API_KEY_ENV}"'
+        which = f"Only the key in ${API_KEY_ENV} works against it"
+    lines = [
+        f"runcomfy simulator: {sim.url}",
+        f"  {which}. Point the runcomfy CLI and the SDK at it with:",
+        "",
+        f"    export RUNCOMFY_BASE_URL={sim.url} RUNCOMFY_API_KEY={key}",
+        "",
+        f"  or in Python: rc.Client({key!r}, base_url={sim.url!r}). Ctrl-C stops it.",
+    ]
+    if sim.config.api_key is not None:
+        lines[-1] = f"  or in Python: rc.Client(key, base_url={sim.url!r}). Ctrl-C stops it."
+    print("\n".join(lines), flush=True)
 
 
 def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
