@@ -74,7 +74,7 @@ class StoreUploader:
         store = self._open()
         try:
             meta = await obstore.head_async(store, name)
-        except NotFoundError:
+        except (NotFoundError, FileNotFoundError):  # obstore raises the builtin for a 404
             meta = None
         if meta is not None and meta["size"] == size:
             return False
