@@ -30,6 +30,7 @@ from ._cli_output import (
 from ._client import Client
 from ._cost import CostEstimate, estimate_cost
 from ._errors import RequestCancelledError, SubmissionUnknownError
+from ._files import from_json
 from ._inputs import encode_inputs
 from ._items import Item, Numbered
 from ._journal import Entry, Journal, JournalRow, Keys, read_journal, will_submit
@@ -112,6 +113,7 @@ class InputFile:
                 raise ValueError(f"not valid JSON ({exc})") from None
             if not isinstance(inputs, dict):
                 raise ValueError("not a JSON object of inputs")
+            inputs = from_json(inputs, self.path.parent)  # {"$file": "beach.png"}
         encode_inputs(self.model_id, inputs)  # the typed model's rules, before any call
         checked: dict[str, Any] = inputs
         return checked

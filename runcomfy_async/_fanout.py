@@ -465,7 +465,8 @@ class _Engine:
         if journal is not None and not self._resume(job, journal, model_id, body):
             return
         try:  # schema and media checks: a refusal costs nothing, and a rerun checks again
-            await self.client._check(model_id, body, self._validate, await self._batch_preflight())
+            preflight = await self._batch_preflight()
+            body = await self.client._check(model_id, body, self._validate, preflight)
         except anyio.get_cancelled_exc_class():  # the client closed before this was sent
             if journal is not None:
                 journal.rejected(str(job.key), "not sent: the client was closed")

@@ -39,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--errors-as-200", action="store_true", help="answer API errors as HTTP 200")
     add("--submit-rate", type=float, default=None, help="submits admitted per second (429 else)")
     add("--submit-burst", type=float, default=1.0, help="submits admitted at once (default: 1)")
+    add(
+        "--fetch-inputs",
+        action="store_true",
+        help="read every file input of a submit (URL or data: URI) as RunComfy does",
+    )
     add("--fresh-404", type=float, default=0.0, help="seconds a new request_id answers 404")
     add(
         "--unknown-model",
@@ -113,6 +118,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         files_base_url=args.files_base_url,
         submit_rate=args.submit_rate,
         submit_burst=args.submit_burst,
+        fetch_inputs=args.fetch_inputs,
         host=args.host,
         port=args.port,
     )
