@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--api-key-file", metavar="PATH", help="read the API key from PATH")
     common.add_argument("--base-url", metavar="URL", help="the API base URL (e.g. a simulator)")
+    common.add_argument(
+        "--uploads",
+        metavar="URL",
+        help="upload local file inputs over the inline cap to this store prefix "
+        "(s3://bucket/inputs/; credentials from the store's environment)",
+    )
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print one JSON object")
     inputs = argparse.ArgumentParser(add_help=False)
@@ -185,7 +191,7 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Client]:
     """A Client on RunComfy, on --base-url, or (--simulate) on a simulator in this loop."""
     key = args.api_key.reveal() if args.api_key is not None else None
     if not args.simulate:
-        async with Client(key, base_url=args.base_url) as client:
+        async with Client(key, base_url=args.base_url, uploads=args.uploads) as client:
             yield client
         return
     from .simulator import Simulator, SimulatorConfig
@@ -193,7 +199,7 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Client]:
     async with (
         # A seed of its own: request_ids never repeat across runs (journals, file names).
         Simulator(SimulatorConfig(time_scale=0.05, seed=secrets.randbits(63))) as sim,
-        Client(key, base_url=sim.url) as client,
+        Client(key, base_url=sim.url, uploads=args.uploads) as client,
     ):
         yield client
 

@@ -7,11 +7,12 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar, cast
 
 import msgspec
 
 from ._errors import InvalidInputError
+from ._files import has_files, refer
 from ._messages import not_one_of, plain, unknown_field, value_at
 
 __all__ = ["ModelInput"]
@@ -44,7 +45,7 @@ class ModelInput(
 
     def validate(self) -> Self:
         """Check every schema rule; raise InvalidInputError naming the field and the rule."""
-        decode_input(type(self), _encode(self, self.model_id))
+        decode_input(type(self), _encode(refer(self) if has_files(self) else self, self.model_id))
         return self
 
     @classmethod
@@ -142,11 +143,15 @@ def _options(cls: type[ModelInput], field: str) -> tuple[Any, ...] | None:
 def encode_inputs(model: ModelInput | str, inputs: Mapping[str, Any] | None) -> tuple[str, bytes]:
     """(model_id, JSON body) for a submit, checked before anything is sent.
 
-    Dict inputs for a model that has a typed input are checked by it too.
+    Dict inputs for a model that has a typed input are checked by it too. A local file
+    (Path, LocalFile) is in the body as a reference to it (`_files.refer`): the journal's
+    form; Client._check turns it into what is sent.
     """
     if isinstance(model, ModelInput):
         if inputs is not None:
             raise TypeError("pass either a typed input, or a model id and a dict of inputs")
+        if has_files(model):  # local files: a reference each (path, sha256), sent later
+            model = cast(ModelInput, refer(model))
         raw = _encode(model, model.model_id)
         _check_size(model.model_id, raw, model)
         decode_input(type(model), raw)
@@ -160,7 +165,7 @@ def encode_inputs(model: ModelInput | str, inputs: Mapping[str, Any] | None) -> 
         )
     if not all(isinstance(key, str) for key in inputs):
         raise InvalidInputError(f"{model}: input field names must be strings", model_id=model)
-    raw = _encode(dict(inputs), model)
+    raw = _encode(refer(inputs) if has_files(inputs) else dict(inputs), model)
     _check_size(model, raw, inputs)
     typed = _TYPED.get(model)
     if typed is not None:
