@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 
+from ._cli_gallery import write_gallery
 from ._cli_interrupt import catch_ctrl_c
 from ._cli_manifest import skipped_row, word, write_manifest
 from ._cli_output import (
@@ -305,9 +306,13 @@ async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: 
                     await batch.aclose()
                 final = read_journal(journal)
                 write_manifest(manifest, final, plan.skipped, resumed=done_before)
+                gallery = write_gallery(
+                    out, manifest, model_id=args.model_id, wall=time.monotonic() - started
+                )
         finished_early = tally.done
         tally.settle(plan.keys, {row.key: word(row) for row in final})
         print_summary(tally, len(plan.skipped), time.monotonic() - started, out, manifest, journal)
+        print(f"  gallery: {gallery}", flush=True)
         if interrupts.count:
             warn(
                 f"interrupted after {finished_early} of {count} inputs: {tally.cancelled} queued "
