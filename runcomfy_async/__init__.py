@@ -34,9 +34,11 @@ from ._errors import (
     TransportTimeoutError,
     UnexpectedResponseError,
     UnknownModelError,
+    UploadError,
     WaitTimeoutError,
 )
 from ._fanout import Batch
+from ._files import LocalFile, Uploader
 from ._inputs import ModelInput
 from ._items import Change, Item, Numbered, Progress
 from ._journal import JournalBusyError, JournalMismatchError, JournalRow, read_journal
@@ -71,6 +73,7 @@ __all__ = [
     "JournalBusyError",
     "JournalMismatchError",
     "JournalRow",
+    "LocalFile",
     "ModelInfo",
     "ModelInput",
     "ModelMismatchError",
@@ -99,6 +102,8 @@ __all__ = [
     "TransportTimeoutError",
     "UnexpectedResponseError",
     "UnknownModelError",
+    "UploadError",
+    "Uploader",
     "WaitTimeoutError",
     "__version__",
     "estimate_cost",

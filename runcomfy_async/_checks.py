@@ -104,10 +104,9 @@ class InputChecks:
             raise fresh(self._unknown[model_id])
         if validator is None:
             return
-        if schema:
-            validator.validate_json(body)
         inputs: dict[str, Any] = msgspec.json.decode(body)
-        if schema and (unknown := validator.unknown_fields(inputs)):
-            logger.info("%s: fields not in its schema, sent as given: %s", model_id, unknown)
+        if schema:  # a mistyped name first: its value's rule would be the wrong one
+            validator.refuse_unknown(inputs)
+            validator.validate_json(body)
         if preflight is not None and validator.media:
             await preflight.check(model_id, inputs, validator.media)

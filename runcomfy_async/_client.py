@@ -38,6 +38,14 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._fanout import Batch, _Engine
+from ._files import (
+    INLINE_MAX_BYTES,
+    UPLOAD_EXPIRES,
+    FileInputs,
+    Uploader,
+    file_settings,
+    has_refs,
+)
 from ._inputs import ModelInput, check_model_id, encode_inputs
 from ._items import BatchInput, Change
 from ._limiter import RateLimiter
@@ -83,6 +91,12 @@ class Client:
     per model are kept between processes, so a new client polls as a warmed-up one would:
     True the per-user cache file (RUNCOMFY_RUN_TIMES, a path or `off`, overrides it), a
     path that file, False nowhere.
+
+    A local file input (`pathlib.Path`, `LocalFile`) is checked on disk against the model's
+    media rules, then sent inline as a data: URI up to `inline_max_bytes` (bytes), else
+    uploaded to `uploads` (an object-store prefix such as "s3://bucket/inputs/", credentials
+    from the store's own environment; the `[storage]` extra) and sent as a presigned URL valid
+    `upload_expires` seconds.
     """
 
     def __init__(
@@ -99,6 +113,9 @@ class Client:
         cancel_on_interrupt: bool = True,
         validate: bool = True,
         preflight: bool = False,
+        uploads: str | Uploader | None = None,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
+        upload_expires: float = UPLOAD_EXPIRES,
         not_found_grace: float = 15.0,
         cancel_grace: float = 5.0,
         sleep: Sleep | None = None,
@@ -125,6 +142,7 @@ class Client:
             self._clock,
             allow_loopback=is_loopback(urlsplit(self.base_url).hostname or ""),
         )
+        self._files = FileInputs(file_settings(uploads, inline_max_bytes, upload_expires))
         self._track = TrackSettings(not_found_grace=not_found_grace, cancel_grace=cancel_grace)
         self._recent: dict[str, float] = {}  # request_id -> clock time it was submitted
         self._scheduler = Scheduler(
@@ -252,19 +270,25 @@ class Client:
         preflight: bool | None = None,
     ) -> Request:
         model_id, body = encode_inputs(model, inputs)
-        await self._check(model_id, body, validate, preflight)
+        body = await self._check(model_id, body, validate, preflight)
         return await self._post(model_id, body, model if inputs is None else inputs)
 
     async def _check(
         self, model_id: str, body: bytes, validate: bool | None, preflight: bool | Preflight | None
-    ) -> None:
-        """The checks before a submit; `preflight` may be a batch's own (its cache)."""
+    ) -> bytes:
+        """The checks before a submit; `preflight` may be a batch's own (its cache). The
+        body to send: local files (references in `body`) checked and inlined or uploaded."""
+        if has_refs(body):
+            validator = await self._checks.validator(model_id)
+            media = validator.media if validator is not None else ()
+            body = await self._files.resolve(model_id, body, media)
         validate = self._validate if validate is None else validate
         preflight = self._preflight if preflight is None else preflight
         if preflight is True:  # one of its own: nothing measured is kept across submits
             preflight = await self._preflighter()
         checker = preflight if isinstance(preflight, Preflight) else None
         await self._checks.check(model_id, body, validate=validate, preflight=checker)
+        return body
 
     async def _preflighter(self) -> Preflight:
         """A media pre-flight checker borrowing the client's download session (no key, no

@@ -21,7 +21,8 @@
     │   ├── RequestCancelledError               the request was cancelled
     │   └── ModelMismatchError                  its result is of another model than submitted
     ├── WaitTimeoutError (TimeoutError)         wait()/run() deadline passed; the request lives on
-    └── DownloadError                           an output file was refused or could not be saved
+    ├── DownloadError                           an output file was refused or could not be saved
+    └── UploadError                             a local file input could not be uploaded
 
 Messages never contain the API key.
 """
@@ -53,6 +54,7 @@ __all__ = [
     "TransportTimeoutError",
     "UnexpectedResponseError",
     "UnknownModelError",
+    "UploadError",
     "WaitTimeoutError",
 ]
 
@@ -278,3 +280,8 @@ class DownloadError(RunComfyError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.url, self.reason))
+
+
+class UploadError(RunComfyError):
+    """A local file input could not be uploaded to the client's `uploads` store; the submit
+    that needed it was not sent."""

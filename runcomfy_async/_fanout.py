@@ -488,7 +488,8 @@ class _Engine:
         if not await self._resume(job, journal, model_id, body):
             return
         try:  # schema and media checks: a refusal costs nothing, and a rerun checks again
-            await self.client._check(model_id, body, self._validate, await self._batch_preflight())
+            preflight = await self._batch_preflight()
+            body = await self.client._check(model_id, body, self._validate, preflight)
         except anyio.get_cancelled_exc_class():  # the client closed before this was sent
             await journal.rejected(str(job.key), "not sent: the client was closed")
             self._emit(job, error=RunComfyError(f"input {job.index}: not sent, client closed"))

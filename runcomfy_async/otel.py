@@ -172,8 +172,10 @@ class OpenTelemetry:
                 span.set_status(StatusCode.ERROR, outcome)
             raise
         finally:
-            span.set_attribute("runcomfy.retries", probe.retries)
-            span.set_attribute("runcomfy.rate_limit_waits", probe.pauses)
+            if probe.retries:  # absent: none (each attribute costs the SDK a few us)
+                span.set_attribute("runcomfy.retries", probe.retries)
+            if probe.pauses:
+                span.set_attribute("runcomfy.rate_limit_waits", probe.pauses)
             span.end()
             self._calls.add(1, {"runcomfy.call_kind": kind, "runcomfy.outcome": outcome})
             if probe.retries:

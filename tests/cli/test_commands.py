@@ -137,7 +137,7 @@ def test_bad_enum_value_exits_2_with_one_line_naming_the_field(cli: Any) -> None
         (["--input-json", "{nope"], "--input-json"),
         (["--input-json", "[1, 2]"], "JSON object"),
         (["-i", "prompt=x", "-i", "colour=red"], "colour"),
-        (["-i", "prompt=123"], "prompt"),  # JSON 123 is a number, and a prompt is text
+        (["-i", "prompt=x", "-i", "seed=1.5"], "seed takes an integer"),
     ],
 )
 def test_bad_inputs_exit_2_before_any_call(cli: Any, args: list[str], words: str) -> None:

@@ -84,7 +84,7 @@ def test_custom_model_shows_the_schema_then_runs_and_a_bad_value_is_refused(
     assert "acme/upscaler: requires ['image_url']; 0.02 USD per output" in out
     assert re.search(r"^ran: \['http://127\.0\.0\.1:\d+/files/\S+\.png'\]$", out, re.MULTILINE)
     assert "10 runs would cost about 0.20 USD" in out
-    assert "{'scale': 3} refused before sending: acme/upscaler: scale: must be one of 2, 4" in out
+    assert "{'scale': 3} refused before sending: acme/upscaler: scale: 3 is not one of 2, 4" in out
     assert "{'scale': 3} refused by RunComfy: HTTP 422" in out
 
 

@@ -86,9 +86,11 @@ async def test_a_corrupt_cache_is_a_log_line_not_a_failure(
     cache = tmp_path / "run_times.json"
     cache.write_text("{ truncated")
     with caplog.at_level(logging.WARNING, logger="runcomfy_async"):
-        async with sim() as simulator:
-            async with rc.Client("k", base_url=simulator.url, run_times=cache) as client:
-                result = await client.run(models.Wan22TextToImage(prompt="a cat"))
+        async with (
+            sim() as simulator,
+            rc.Client("k", base_url=simulator.url, run_times=cache) as client,
+        ):
+            result = await client.run(models.Wan22TextToImage(prompt="a cat"))
     assert result.ok
     assert any("run times not read from" in r.getMessage() for r in caplog.records)
     assert WAN in json.loads(cache.read_text())["models"]  # replaced by a good one
@@ -96,10 +98,13 @@ async def test_a_corrupt_cache_is_a_log_line_not_a_failure(
 
 async def test_a_resumed_batch_starts_warm_from_its_journal(tmp_path: Path) -> None:
     journal = tmp_path / "batch.sqlite"
-    async with sim() as simulator:
-        async with rc.Client("k", base_url=simulator.url, run_times=False) as client:
-            async with client.map([models.Wan22TextToImage(prompt="one")], journal=journal) as b:
-                assert [item.ok async for item in b] == [True]
+    one = [models.Wan22TextToImage(prompt="one")]
+    async with (
+        sim() as simulator,
+        rc.Client("k", base_url=simulator.url, run_times=False) as client,
+        client.map(one, journal=journal) as b,
+    ):
+        assert [item.ok async for item in b] == [True]
     with sqlite3.connect(journal) as db:
         ((model_id, samples),) = db.execute("SELECT model_id, samples FROM run_times")
     assert model_id == WAN
@@ -109,9 +114,11 @@ async def test_a_resumed_batch_starts_warm_from_its_journal(tmp_path: Path) -> N
     with sqlite3.connect(journal) as db:  # as if many runs had been seen
         db.execute("UPDATE run_times SET samples=?", (json.dumps([2.0] * 20),))
     async with sim() as simulator:
-        async with rc.Client("k", base_url=simulator.url, poll=POLICY, run_times=False) as c:
-            async with c.map(inputs, journal=journal) as batch:
-                items = [item async for item in batch]
+        async with (
+            rc.Client("k", base_url=simulator.url, poll=POLICY, run_times=False) as c,
+            c.map(inputs, journal=journal) as batch,
+        ):
+            items = [item async for item in batch]
         assert [item.resumed for item in items] == [True, False]
         rid = items[1].request_id
         assert rid is not None

@@ -25,6 +25,7 @@ PUBLIC_PRIVATE_MODULES = [
     "runcomfy_async._sink",
     "runcomfy_async._errors",
     "runcomfy_async._fanout",
+    "runcomfy_async._files",
     "runcomfy_async._items",
     "runcomfy_async._inputs",
     "runcomfy_async._journal",
