@@ -131,7 +131,11 @@ async def sdk_map(spec: Spec) -> dict[str, Any]:
                 response.raise_for_status()
 
         async def work() -> dict[str, Any]:
-            batch = client.map(inputs_of(spec["mix"]), max_in_flight=spec["max_in_flight"])
+            batch = client.map(
+                inputs_of(spec["mix"]),
+                max_in_flight=spec["max_in_flight"],
+                journal=spec.get("journal"),
+            )
             async with batch:
                 async for item in batch:
                     now = time.monotonic()
