@@ -13,7 +13,7 @@ import socket
 import stat
 import string
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -34,6 +34,8 @@ from ._errors import (
     RequestCancelledError,
     RequestFailedError,
 )
+from ._store import ObjectExistsError, StoreSink, is_store_url
+from ._store import reason as store_reason
 from ._wire import Result, State
 
 __all__ = ["DownloadedFile"]  # Downloader is reached through Client.download()
@@ -77,13 +79,17 @@ _NO_HARD_LINKS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class DownloadedFile:
-    """A file on disk: `size` in bytes, `sha256` in hex, `content_type` as the server said."""
+    """A file on disk: `size` in bytes, `sha256` in hex, `content_type` as the server said.
+
+    Saved into an object store, `location` is the object's URL (`s3://bucket/renders/x.png`)
+    and `path` its name under the prefix; on disk `location` is None."""
 
     url: str
     path: Path
     size: int
     sha256: str
     content_type: str | None
+    location: str | None = None
 
 
 # ---------------------------------------------------------------- names
@@ -309,6 +315,7 @@ class Downloader:
         self.max_redirects = max_redirects
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
+        self._sinks: dict[str, StoreSink] = {}  # object-store prefix -> its sink
 
     async def __aenter__(self) -> Self:
         from . import __version__
@@ -364,9 +371,10 @@ class Downloader:
         """
         session = self.check_open()
         safe = redact(url)
+        dest = str(dest_dir) if is_store_url(str(dest_dir)) else Path(dest_dir)
         try:
             with anyio.fail_after(self.timeout):
-                return await self._fetch(session, url, Path(dest_dir), name, overwrite)
+                return await self._fetch(session, url, dest, name, overwrite)
         except Refused as exc:
             raise DownloadError(safe, exc.reason) from exc.__cause__
         except TimeoutError as exc:  # before ClientError: ServerTimeoutError is both
@@ -375,7 +383,12 @@ class Downloader:
             raise DownloadError(safe, describe(exc)) from exc
 
     async def _fetch(
-        self, session: aiohttp.ClientSession, url: str, dest: Path, name: str, overwrite: bool
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        dest: Path | str,
+        name: str,
+        overwrite: bool,
     ) -> DownloadedFile:
         stem = sanitize(name)[:MAX_STEM]
         if not stem:
@@ -394,8 +407,56 @@ class Downloader:
         async with response:
             if response.status != 200:
                 raise Refused(f"HTTP {response.status}")
+            if isinstance(dest, str):  # an object-store prefix (the [storage] extra)
+                return await self._put(response, dest, stem, overwrite, (current, first), url)
             saved = await self._save(response, dest, stem, overwrite, (current, first))
             return DownloadedFile(url, dest / saved[0], *saved[1:])
+
+    async def _put(
+        self,
+        response: aiohttp.ClientResponse,
+        prefix: str,
+        stem: str,
+        overwrite: bool,
+        urls: tuple[URL, URL],
+        url: str,
+    ) -> DownloadedFile:
+        """Stream the body into the store at `prefix` (StoreSink): checked as _save checks."""
+        content_type = response.content_type if "Content-Type" in response.headers else None
+        filename = f"{stem}.{extension(content_type, *(u.path for u in urls))}"
+        length = response.content_length
+        if length is not None and length > self.max_bytes:
+            raise Refused(f"Content-Length {length} exceeds max_bytes {self.max_bytes}")
+        exact = response.headers.get("Content-Encoding", "identity").lower() == "identity"
+
+        async def body() -> AsyncIterator[bytes]:
+            total = 0
+            async for chunk in response.content.iter_chunked(CHUNK):
+                total += len(chunk)
+                if total > self.max_bytes:
+                    raise Refused(f"body exceeds max_bytes {self.max_bytes}")
+                if exact and length is not None and total > length:
+                    raise Refused(f"body is longer than its Content-Length {length}")
+                yield chunk
+            if exact and length is not None and total != length:
+                raise Refused(f"body cut short: {total} of {length} bytes")
+
+        sink = self._sinks.get(prefix)
+        if sink is None:
+            sink = self._sinks[prefix] = StoreSink(prefix)
+        try:
+            location, size, digest = await sink.put(
+                filename, body(), content_type, overwrite=overwrite
+            )
+        except ObjectExistsError as exc:
+            raise Refused(str(exc)) from None
+        except (Refused, ConfigurationError):
+            raise
+        except Exception as exc:  # the store's own errors: one line, no query strings
+            raise Refused(f"the store said {store_reason(exc)}") from None
+        return DownloadedFile(
+            url, Path(location[len(sink.location) :]), size, digest, content_type, location
+        )
 
     async def _save(
         self,

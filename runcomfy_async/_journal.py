@@ -20,6 +20,7 @@ import msgspec
 from ._download import DownloadedFile
 from ._errors import ConfigurationError
 from ._lock import FileLock, JournalBusyError
+from ._store import is_store_url
 
 __all__ = ["JournalBusyError", "JournalMismatchError", "JournalRow", "read_journal"]
 
@@ -448,7 +449,7 @@ def file_records(files: list[DownloadedFile]) -> list[dict[str, Any]]:
 def _file_record(file: DownloadedFile) -> dict[str, Any]:
     return {
         "url": file.url,
-        "path": str(file.path),
+        "path": file.location or str(file.path),  # an object's URL when in a store
         "size": file.size,
         "sha256": file.sha256,
         "content_type": file.content_type,
@@ -461,7 +462,21 @@ def recorded_files(records: list[dict[str, Any]] | None) -> tuple[DownloadedFile
         return None
     files = []
     for record in records:
-        path = Path(record["path"])
+        location = record["path"]
+        if is_store_url(location):  # recorded after the store took it (conditional put)
+            key = location.split("://", 1)[1].partition("/")[2]
+            files.append(
+                DownloadedFile(
+                    record["url"],
+                    Path(key),
+                    record["size"],
+                    record["sha256"],
+                    record.get("content_type"),
+                    location,
+                )
+            )
+            continue
+        path = Path(location)
         try:
             if path.is_symlink() or path.stat().st_size != record["size"]:
                 return None

@@ -176,7 +176,8 @@ def test_a_killed_cli_batch_to_a_bucket_reruns_without_putting_anything_twice(
     assert kills >= 1
     final = run_batch(simulator_url, tmp_path, bucket, kill_after=None)
     jobs = ledger(simulator_url)["jobs"]
-    rows = [json.loads(line) for line in (tmp_path / "state" / "manifest.jsonl").open()]
+    text = (tmp_path / "state" / "manifest.jsonl").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in text.splitlines()]
     assert (tmp_path / "state" / "journal.sqlite").is_file()  # the batch's state: local
     stored = objects(moto, bucket)
     done = [row for row in rows if row["state"] == "succeeded"]
