@@ -63,12 +63,13 @@ class _Pace:
 
     __slots__ = (
         "admits",
-        "epoch",
         "capped",
         "clean",
+        "epoch",
         "good",
         "history",
         "last",
+        "late",
         "limited",
         "limited_at",
         "lock",
@@ -77,6 +78,7 @@ class _Pace:
         "rate",
         "sent",
         "since",
+        "trust",
         "wait",
         "window",
     )
@@ -86,12 +88,15 @@ class _Pace:
         self.epoch = 0  # bumped by every judgement: a rate is judged by calls sent under it
         self.since = -math.inf  # when the first call of this epoch was let through
         self.sent = self.ok = self.limited = 0  # this epoch's calls and their answers
-        self.history: deque[tuple[float, float]] = deque(maxlen=4)  # (sent/s, refused share)
+        # (sent/s, refused share, admitted/s, admitted) of the last epochs
+        self.history: deque[tuple[float, float, float, int]] = deque(maxlen=4)
         self.last = -math.inf  # when the last call was let through
+        self.late = 0.0  # how late it was let through (seconds)
         self.capped = False  # a limit was met since throttling began
         self.good: float | None = None  # the highest rate that went with few 429s
         self.wait = 0  # clean epochs to hold before probing past `good` again
         self.clean = 0  # clean epochs held so far
+        self.trust = 0  # epochs to leave an unbinding pace be, its 429s not about it
         self.pull: float | None = None  # when a Retry-After says the server takes one again
         self.limited_at = -math.inf  # when the last 429 came
         self.window: deque[float] = deque()  # let-through times of the last WINDOW seconds
@@ -102,26 +107,29 @@ class _Pace:
 class AdaptiveRate:
     """The client-wide pace learnt from 429s: every call of a scope passes through it.
 
-    Not throttled until a 429 comes; then calls are let through one by one, `1 / rate`
-    seconds apart, in arrival order (a waiting call sees a change of pace at once). The
-    rate is judged in epochs, each by the calls sent under it (at least `dwell` seconds
-    and 4 answers): how many were sent per second (S), admitted (A, answers other than
-    429) and refused (share f).
+    Not throttled until a 429 comes; then calls go one by one, `1 / rate` seconds apart, in
+    arrival order, from `beta` times the rate they went at. The rate is judged in epochs,
+    by the calls sent under it (at least `dwell` seconds and 6 answers, or 3 x `dwell`):
+    sent per second (S), admitted (A: answers other than 429), refused share (f).
 
-    - No 429: the rate is raised by `probe` while the calls go at it (it binds); once it
-      no longer binds and no 429 came for `quiet` seconds, throttling ends.
-    - 429s while the rate binds: compared with a recent epoch that sent at a clearly
-      different rate, do admissions follow sends (A/S elasticity >= 0.6)? Then the 429s
-      are not about the pace (a server refusing each call a few times): the rate doubles.
-      Otherwise the server admits about A per second: the rate goes just under it
-      (`margin`), unless refusals are rare (f < 10 %: the pace sits at the knee, refused
-      only by jitter). With no epoch to compare, a cut by half at most is the experiment.
-    - 429s while it does not bind: held; the pace is not what sends the calls.
+    - No 429 while the pace binds (S >= 0.8 x rate): raised, x1.25 until a limit was met,
+      then by `probe`; past the last rate that worked only after a hold that doubles with
+      each failed probe. Not binding and no 429 for `quiet` seconds: unpaced again.
+    - 429s (f >= 20 %) while it binds: compared with a recent epoch whose S differed by a
+      third or so. Admissions steady while sends moved (or, none admitted, refusals moving
+      with sends): the server has a limit, and the rate goes to the admitted rate of the
+      last 2 s (back to the last rate that worked, when a probe past it failed). Answers
+      following sends: the 429s are not about the pace (a server refusing each call a few
+      times), the rate goes well past the fastest tried and is left be for a while. With
+      nothing to compare, halving is the experiment. f < 20 %: held (the knee, jitter).
+    - 429s while it does not bind: the same experiment at half the calls sent, unless it
+      was lately found not to be about the pace.
 
     A 429's Retry-After is information too: the server takes a call again at answer +
-    Retry-After, so the next call may go then instead of a whole gap later; a refusal
-    from arriving a little early (jitter against a strict server) costs that much, not a
-    slot. Scopes are independent paces: RunComfy may limit submits apart from polls.
+    Retry-After, so the next call goes then instead of a whole gap later, and a refusal
+    for arriving a little early (jitter against a strict server) costs that, not a slot.
+    A call let through late (a busy event loop) lets the next go that much sooner, up to
+    half a gap. Scopes are independent paces: RunComfy may limit submits apart from polls.
     """
 
     WINDOW = 1.0  # seconds over which the send rate is measured at the first 429
@@ -160,6 +168,7 @@ class AdaptiveRate:
         pace = self._paces.get(scope)
         if pace is None:
             pace = self._paces[scope] = _Pace()
+        due = -math.inf
         if pace.rate is not None or pace.lock.locked():
             async with pace.lock:  # in arrival order; the head waits for the pace
                 while True:
@@ -173,6 +182,10 @@ class AdaptiveRate:
         now = self._clock()
         pulled = pace.pull is not None and pace.pull <= now
         pace.pull = None  # a Retry-After tells of the one next call, not of later ones
+        # Late (a busy event loop): the next goes that much sooner, so the pace holds on
+        # average, as in GCRA.
+        late = now - due if pace.rate is not None and math.isfinite(due) and not pulled else 0.0
+        pace.late = min(late, 0.5 / pace.rate) if pace.rate is not None else 0.0
         if pace.sent == 0:
             pace.since = now
         pace.sent += 1
@@ -187,12 +200,11 @@ class AdaptiveRate:
         """The call holding `ticket` was answered: with a 429 (`rate_limited`, and the
         server's Retry-After in seconds if it gave one) or otherwise."""
         pace, now = ticket.scope, self._clock()
-        if rate_limited:
-            pace.limited_at = now
-        else:
+        if not rate_limited:
             pace.admits.append(now)
             _forget(pace.admits, now - self.ADMITS)
-        if rate_limited:
+        else:
+            pace.limited_at = now
             if retry_after is not None and ticket.sent == pace.last and not ticket.pulled:
                 # Nothing was sent since: the next call may go when the server said.
                 pace.pull = now + retry_after
@@ -201,7 +213,9 @@ class AdaptiveRate:
         if pace.rate is None:
             if rate_limited:  # the first 429: start just under the rate calls went at
                 _forget(pace.window, now - self.WINDOW)
-                sent = len(pace.window) / self.WINDOW
+                # Over the last second, or since the first call if the client just began.
+                span = min(self.WINDOW, max(now - pace.window[0], 0.25)) if pace.window else 1.0
+                sent = len(pace.window) / span
                 self._next(pace, max(self._min_rate, self._beta * sent))
             return
         if rate_limited:
@@ -210,7 +224,7 @@ class AdaptiveRate:
             pace.ok += 1
         answers = pace.ok + pace.limited
         span = now - pace.since
-        if span < self._dwell or (answers < 6 and span < 5 * self._dwell):
+        if span < self._dwell or (answers < 6 and span < 3 * self._dwell):
             return  # too soon to judge this epoch's rate
         self._judge(pace, now, span)
 
@@ -219,7 +233,7 @@ class AdaptiveRate:
         if pace.rate is None:
             return -math.inf
         gap = 1.0 / pace.rate
-        due = pace.last + gap
+        due = pace.last + gap - pace.late
         if pace.pull is not None:  # the server said when it takes one again: go then
             due = min(due, pace.pull)
         return due
@@ -231,31 +245,43 @@ class AdaptiveRate:
         refused = pace.limited / (pace.ok + pace.limited)
         binding = sent >= 0.8 * rate
         new = rate
-        if binding and refused < self.F_KNEE:
-            if pace.good is None or rate > pace.good:
-                pace.good, pace.wait = rate, 0  # a rate that works
+        if binding and refused < self.F_KNEE and (pace.good is None or rate > pace.good):
+            pace.good, pace.wait = rate, 0  # a rate that works
         if pace.limited == 0:
             if binding:
                 pace.clean += 1
-                if pace.clean > pace.wait:  # doubling until a limit was met, then `probe`
+                if pace.clean > pace.wait:
                     pace.clean = 0
-                    new = rate * (self._probe if pace.capped else 2.0)
+                    new = rate * (self._probe if pace.capped else 1.25)
             elif now - pace.limited_at >= self._quiet:
                 self._next(pace, None)  # well under the pace, no 429 for a while: unpaced
                 return
+        elif not binding and refused >= self.F_KNEE:
+            if pace.trust > 0:  # lately found not to be about the pace: leave it be
+                pace.trust -= 1
+            else:  # the experiment: would half the calls meet as many refusals?
+                new = 0.5 * sent
         elif binding and refused >= self.F_KNEE:
-            followed = None  # did the refused share move with the send rate?
-            for old_sent, old_refused in reversed(pace.history):
-                if abs(math.log(sent / old_sent)) >= 0.25:
-                    followed = (refused - old_refused) * math.copysign(1.0, sent - old_sent) >= 0.05
+            admitted = pace.ok / span
+            followed = None  # did the server's answers follow the send rate?
+            for old_sent, old_refused, old_admitted, old_ok in reversed(pace.history):
+                ratio = math.log(sent / old_sent)
+                if abs(ratio) >= 0.25:
+                    if pace.ok and old_ok:  # admissions steady while sends moved: a limit
+                        followed = math.log(admitted / old_admitted) / ratio < 0.5
+                    elif pace.ok or old_ok:  # admissions began or stopped: with the sends?
+                        followed = (1 if pace.ok else -1) * ratio < 0
+                    else:  # none admitted: did fewer calls meet fewer refusals?
+                        followed = (refused - old_refused) * math.copysign(1.0, ratio) >= 0.05
                     break
             if followed is False:
                 # Slowing down did not help: these 429s are not about the pace. Well past
                 # the fastest rate tried: a pace too fast for the server is cut in one step.
-                new = 4.0 * max(rate, *(old_sent for old_sent, _ in pace.history))
+                new = 4.0 * max(rate, *(old[0] for old in pace.history))
+                pace.trust = min(2 * pace.trust + 4, 32)
             else:
-                pace.capped, pace.clean = True, 0
-                admitted = max(pace.ok / span, self._admitted(pace, now))
+                pace.capped, pace.clean, pace.trust = True, 0, 0
+                admitted = self._admitted(pace, now)
                 target = (1.0 - self._margin) * admitted
                 if pace.good is not None and pace.good < rate:
                     # A probe past a rate that worked failed: back to it, probe later.
@@ -264,7 +290,7 @@ class AdaptiveRate:
                 else:
                     new = target if followed else max(target, 0.5 * rate)
                     pace.good, pace.wait = None, 0
-        pace.history.append((sent, refused))
+        pace.history.append((sent, refused, pace.ok / span, pace.ok))
         self._next(pace, max(self._min_rate, new))
 
     def _admitted(self, pace: _Pace, now: float) -> float:
@@ -283,7 +309,7 @@ class AdaptiveRate:
         if rate is None:
             pace.history.clear()
             pace.pull = pace.good = None
-            pace.capped, pace.wait, pace.clean = False, 0, 0
+            pace.capped, pace.wait, pace.clean, pace.trust = False, 0, 0, 0
 
 
 def _forget(times: deque[float], before: float) -> None:
