@@ -2,7 +2,7 @@
 
     python -m pytest examples/testing_with_simulator.py
 
-In your project, enable the fixture once, in the root conftest.py, as here. Each test gets
+In your project, enable the fixture once, in the root conftest.py. Each test gets
 `runcomfy_simulator`: a fresh simulated RunComfy on 127.0.0.1 with a ledger to assert on.
 """
 
@@ -12,8 +12,8 @@ import sys
 import pytest
 
 import runcomfy_async as rc
-from runcomfy_async import models
-from runcomfy_async.simulator import FaultRule, Simulator
+from runcomfy_async.simulator import FaultRule
+from runcomfy_async.testing import ThreadedSimulator as Sim
 
 pytest_plugins = ["runcomfy_async.testing"]
 pytestmark = pytest.mark.asyncio
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.asyncio
 async def generate_all(client: rc.Client, prompts: list[str]) -> list[str]:
     """The code under test: an image per prompt, all at once; the first error is raised."""
     urls = [""] * len(prompts)
-    async with client.map([models.Wan22TextToImage(prompt=p) for p in prompts]) as batch:
+    async with client.map([rc.models.Wan22TextToImage(prompt=p) for p in prompts]) as batch:
         async for item in batch:
             if item.error is not None:
                 raise item.error  # leaving the batch cancels the requests still queued
@@ -32,14 +32,14 @@ async def generate_all(client: rc.Client, prompts: list[str]) -> list[str]:
     return urls
 
 
-async def test_an_image_per_prompt_none_paid_twice(runcomfy_simulator: Simulator) -> None:
+async def test_an_image_per_prompt_none_paid_twice(runcomfy_simulator: Sim) -> None:
     async with rc.Client("any-key", base_url=runcomfy_simulator.url) as client:
         urls = await generate_all(client, ["a red fox", "a blue whale"])
     assert [url.endswith(".png") for url in urls] == [True, True]
     assert sorted(runcomfy_simulator.ledger.jobs_per_input().values()) == [1, 1]
 
 
-async def test_a_refused_submit_is_reported(runcomfy_simulator: Simulator) -> None:
+async def test_a_refused_submit_is_reported(runcomfy_simulator: Sim) -> None:
     refuse = FaultRule(action="status", endpoint="submit", status_code=402, times=1)
     runcomfy_simulator.faults.add(refuse)  # the next submit: HTTP 402, insufficient balance
     async with rc.Client("any-key", base_url=runcomfy_simulator.url) as client:
@@ -49,7 +49,7 @@ async def test_a_refused_submit_is_reported(runcomfy_simulator: Simulator) -> No
 
 
 @pytest.mark.parametrize("runcomfy_simulator", [{"failure_rate": 1.0}], indirect=True)
-async def test_a_failed_run_is_reported(runcomfy_simulator: Simulator) -> None:
+async def test_a_failed_run_is_reported(runcomfy_simulator: Sim) -> None:
     async with rc.Client("any-key", base_url=runcomfy_simulator.url) as client:
         with pytest.raises(rc.RequestFailedError) as failed:
             await generate_all(client, ["a red fox"])

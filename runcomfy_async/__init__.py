@@ -34,15 +34,20 @@ from ._errors import (
     TransportError,
     TransportTimeoutError,
     UnexpectedResponseError,
+    UnknownModelError,
+    UploadError,
     WaitTimeoutError,
 )
 from ._fanout import Batch
+from ._files import LocalFile, Uploader
 from ._inputs import ModelInput
 from ._items import Change, Item, Numbered, Progress
 from ._journal import JournalBusyError, JournalMismatchError, JournalRow, read_journal
 from ._policy import PollPolicy
 from ._request import Request
 from ._retry import RetryPolicy
+from ._sync import BlockingBatch, BlockingIterator, SyncClient
+from ._telemetry import Telemetry
 from ._wire import CancelOutcome, ModelInfo, Output, Result, State, Status
 
 __version__ = "0.1.0"
@@ -53,6 +58,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Batch",
+    "BlockingBatch",
+    "BlockingIterator",
     "CancelOutcome",
     "Change",
     "Client",
@@ -66,6 +73,7 @@ __all__ = [
     "JournalBusyError",
     "JournalMismatchError",
     "JournalRow",
+    "LocalFile",
     "ModelInfo",
     "ModelInput",
     "ModelMismatchError",
@@ -87,10 +95,15 @@ __all__ = [
     "State",
     "Status",
     "SubmissionUnknownError",
+    "SyncClient",
+    "Telemetry",
     "Timeouts",
     "TransportError",
     "TransportTimeoutError",
     "UnexpectedResponseError",
+    "UnknownModelError",
+    "UploadError",
+    "Uploader",
     "WaitTimeoutError",
     "__version__",
     "estimate_cost",

@@ -24,6 +24,7 @@ import anyio
 import msgspec
 
 from . import _wire
+from ._catalog import ModelListBody, is_unknown_model, iter_models, unknown_model_error
 from ._checks import InputChecks
 from ._config import Timeouts, environ, is_loopback, resolve_api_key, resolve_base_url
 from ._download import DEFAULT_TEMPLATE, DownloadedFile, Downloader, download_result
@@ -37,6 +38,14 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._fanout import Batch, _Engine
+from ._files import (
+    INLINE_MAX_BYTES,
+    UPLOAD_EXPIRES,
+    FileInputs,
+    Uploader,
+    file_settings,
+    has_refs,
+)
 from ._inputs import ModelInput, check_model_id, encode_inputs
 from ._items import BatchInput, Change
 from ._limiter import RateLimiter
@@ -46,6 +55,7 @@ from ._preflight import Preflight
 from ._request import Request
 from ._retry import CallKind, Clock, RetryPolicy, Sleep
 from ._service import Service, Work
+from ._telemetry import Telemetry, telemetry_of
 from ._track import EXPIRED, Tracker, TrackSettings, cancel_quietly, of_model
 from ._transport import Transport
 from ._wire import CancelOutcome, ModelInfo, Result, State, Status
@@ -55,6 +65,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Client"]
 
+SUGGEST_WITHIN = 10.0  # seconds the catalog listing for "did you mean …?" may take
 _RECENT_MAX = 100_000  # request_ids remembered for their 404 grace and submit time
 
 _SUBMIT = msgspec.json.Decoder(_wire.SubmitBody)
@@ -62,6 +73,7 @@ _STATUS = msgspec.json.Decoder(_wire.StatusBody)
 _RESULT = msgspec.json.Decoder(_wire.ResultBody)
 _CANCEL = msgspec.json.Decoder(_wire.CancelBody)
 _MODEL = msgspec.json.Decoder(_wire.ModelBody)
+_MODELS = msgspec.json.Decoder(ModelListBody)
 
 
 class Client:
@@ -71,7 +83,15 @@ class Client:
     from `base_url`, else RUNCOMFY_BASE_URL (https, or http to loopback only). `timeout` is
     seconds per call (or a Timeouts). One aiohttp session per client, opened on enter with
     `max_connections`; a `session` passed in is used as it is and not closed. `sleep`,
-    `clock` and `rng` exist so tests can run in virtual time.
+    `clock` and `rng` exist so tests can run in virtual time. `telemetry=True` emits
+    OpenTelemetry spans and metrics (the `[otel]` extra; see runcomfy_async.otel); a
+    Telemetry of your own gets the same hooks.
+
+    A local file input (`pathlib.Path`, `LocalFile`) is checked on disk against the model's
+    media rules, then sent inline as a data: URI up to `inline_max_bytes` (bytes), else
+    uploaded to `uploads` (an object-store prefix such as "s3://bucket/inputs/", credentials
+    from the store's own environment; the `[storage]` extra) and sent as a presigned URL valid
+    `upload_expires` seconds.
     """
 
     def __init__(
@@ -88,11 +108,15 @@ class Client:
         cancel_on_interrupt: bool = True,
         validate: bool = True,
         preflight: bool = False,
+        uploads: str | Uploader | None = None,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
+        upload_expires: float = UPLOAD_EXPIRES,
         not_found_grace: float = 15.0,
         cancel_grace: float = 5.0,
         sleep: Sleep | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        telemetry: bool | Telemetry = False,
     ) -> None:
         env = environ()
         key = resolve_api_key(api_key, env)
@@ -105,12 +129,14 @@ class Client:
         self._clock: Clock = clock or time.monotonic
         self._rng = rng or random.Random()
         self._cancel_on_interrupt = cancel_on_interrupt
+        self._telemetry = telemetry_of(telemetry)
         self._validate, self._preflight = validate, preflight
         self._checks = InputChecks(
             self._model_info,
             self._clock,
             allow_loopback=is_loopback(urlsplit(self.base_url).hostname or ""),
         )
+        self._files = FileInputs(file_settings(uploads, inline_max_bytes, upload_expires))
         self._track = TrackSettings(not_found_grace=not_found_grace, cancel_grace=cancel_grace)
         self._recent: dict[str, float] = {}  # request_id -> clock time it was submitted
         self._scheduler = Scheduler(
@@ -143,6 +169,7 @@ class Client:
             sleep=self._sleep,
             clock=self._clock,
             rng=self._rng,
+            telemetry=self._telemetry,
         )
 
     def __repr__(self) -> str:
@@ -177,6 +204,7 @@ class Client:
                 await downloader.__aexit__(None, None, None)
         finally:
             await self._transport.close()
+            self._telemetry.close()
 
     def _spawn(self, work: Work) -> None:
         """Run `work` in the client's background service, which close() ends and awaits."""
@@ -230,19 +258,25 @@ class Client:
         preflight: bool | None = None,
     ) -> Request:
         model_id, body = encode_inputs(model, inputs)
-        await self._check(model_id, body, validate, preflight)
+        body = await self._check(model_id, body, validate, preflight)
         return await self._post(model_id, body, model if inputs is None else inputs)
 
     async def _check(
         self, model_id: str, body: bytes, validate: bool | None, preflight: bool | Preflight | None
-    ) -> None:
-        """The checks before a submit; `preflight` may be a batch's own (its cache)."""
+    ) -> bytes:
+        """The checks before a submit; `preflight` may be a batch's own (its cache). The
+        body to send: local files (references in `body`) checked and inlined or uploaded."""
+        if has_refs(body):
+            validator = await self._checks.validator(model_id)
+            media = validator.media if validator is not None else ()
+            body = await self._files.resolve(model_id, body, media)
         validate = self._validate if validate is None else validate
         preflight = self._preflight if preflight is None else preflight
         if preflight is True:  # one of its own: nothing measured is kept across submits
             preflight = await self._preflighter()
         checker = preflight if isinstance(preflight, Preflight) else None
         await self._checks.check(model_id, body, validate=validate, preflight=checker)
+        return body
 
     async def _preflighter(self) -> Preflight:
         """A media pre-flight checker borrowing the client's download session (no key, no
@@ -261,15 +295,17 @@ class Client:
         """Send one checked submit; `original` is what SubmissionUnknownError carries.
         429s are waited out until `rate_limit_until` (client clock; default: the retry
         policy's `rate_limit_patience` from now)."""
-        answer = await self._transport.call(
-            CallKind.SUBMIT,
-            "POST",
-            f"/v1/models/{model_id}",
-            _SUBMIT,
-            body=body,
-            submit_of=(model_id, original),
-            rate_limit_until=rate_limit_until,
-        )
+        with self._telemetry.submit(model_id) as traced:
+            answer = await self._transport.call(
+                CallKind.SUBMIT,
+                "POST",
+                f"/v1/models/{model_id}",
+                _SUBMIT,
+                body=body,
+                submit_of=(model_id, original),
+                rate_limit_until=rate_limit_until,
+            )
+            traced.submitted(answer.request_id)
         now = self._clock()
         horizon = now - self._track.not_found_grace
         recent = self._recent  # in submit order: forget from the oldest end, O(1) each
@@ -285,7 +321,9 @@ class Client:
             body = await self._transport.call(
                 CallKind.STATUS, "GET", f"/v1/requests/{quote(rid, safe='')}/status", _STATUS
             )
-        return _wire.status_from(body, rid)
+        status = _wire.status_from(body, rid)
+        self._telemetry.observed(rid, status.state)
+        return status
 
     async def result(self, request: Request | str, *, include_cost: bool = True) -> Result:
         """The request's outcome: output on success, `error` on failure, or the current state
@@ -306,7 +344,9 @@ class Client:
             status = await self.status(rid)
             return Result(request_id=rid, state=status.state)
         model_id = request.model_id if isinstance(request, Request) else None
-        return of_model(_wire.result_from(body, rid), model_id)
+        result = of_model(_wire.result_from(body, rid), model_id)
+        self._telemetry.resulted(result)
+        return result
 
     async def wait(
         self,
@@ -615,8 +655,40 @@ class Client:
 
     async def _model_info(self, model_id: str) -> ModelInfo:
         check_model_id(model_id)
-        body = await self._transport.call(CallKind.CATALOG, "GET", f"/v1/models/{model_id}", _MODEL)
+        path = f"/v1/models/{model_id}"
+        try:
+            body = await self._transport.call(CallKind.CATALOG, "GET", path, _MODEL)
+        except (NotFoundError, BadRequestError) as exc:
+            if not is_unknown_model(exc):
+                raise
+            known: list[str] = []
+            try:  # the closest ids, for "did you mean …?"; a listing that fails names none
+                with anyio.move_on_after(SUGGEST_WITHIN):
+                    async for info in self.models(include_schema=False):
+                        known.append(info.model_id)
+            except RunComfyError:
+                known = []
+            raise unknown_model_error(exc, model_id, known) from exc
         return _wire.model_info_from(body, model_id)
+
+    def models(
+        self,
+        search: str | None = None,
+        category: str | None = None,
+        *,
+        include_schema: bool = True,
+    ) -> AsyncIterator[ModelInfo]:
+        """Every catalog entry whose id or name contains `search` (and of `category`), as
+        `async for info in client.models(search="upscale"):`, paging until the catalog's
+        total. `include_schema=False` asks for entries without their input schemas."""
+        return iter_models(
+            self._model_page, search=search, category=category, include_schema=include_schema
+        )
+
+    async def _model_page(self, params: Mapping[str, str]) -> ModelListBody:
+        return await self._transport.call(
+            CallKind.CATALOG, "GET", "/v1/models", _MODELS, params=params
+        )
 
 
 def _after_cancel(cancelled: CancelOutcome | None) -> str:

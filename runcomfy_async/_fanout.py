@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -39,6 +40,7 @@ from ._journal import (
 )
 from ._preflight import Preflight
 from ._request import Request
+from ._telemetry import BatchProbe
 from ._track import EXPIRED, Tracker, cancel_quietly
 from ._wire import Output, Result, State
 
@@ -172,6 +174,7 @@ class _Engine:
         self.started = self.closed = False
         self._wound_up = False  # ended and its requests let go of: the journal may close
         self._reads = self._emitted = 0
+        self._traced: BatchProbe | None = None  # the batch's span, from start() on
 
     async def next(self) -> Item:
         self.start()
@@ -245,6 +248,7 @@ class _Engine:
         self.client._batches.discard(self)
         self._receive.close()
         self._close_journal()
+        self._end_trace()
 
     async def aclose(self) -> None:
         if self.closed:
@@ -270,6 +274,11 @@ class _Engine:
         self._receive.close()
         self._wound_up = True
         self._close_journal()
+        self._end_trace()
+
+    def _end_trace(self) -> None:
+        if self._traced is not None:
+            self._traced.end(dataclasses.asdict(self.progress))
 
     def _close_journal(self) -> None:
         # Only once no submit is in flight: a request_id that arrives late must be written.
@@ -293,7 +302,8 @@ class _Engine:
         self.started = True
         if self._timeout is not None:
             self._deadline = self.client._clock() + self._timeout
-        self.client._spawn(self._feed)
+        self._traced = self.client._telemetry.batch()
+        self.client._spawn(self._traced.inside(self._feed))
         self.client._batches.add(self)
 
     async def interrupt(self) -> None:
@@ -455,7 +465,8 @@ class _Engine:
         if journal is not None and not self._resume(job, journal, model_id, body):
             return
         try:  # schema and media checks: a refusal costs nothing, and a rerun checks again
-            await self.client._check(model_id, body, self._validate, await self._batch_preflight())
+            preflight = await self._batch_preflight()
+            body = await self.client._check(model_id, body, self._validate, preflight)
         except anyio.get_cancelled_exc_class():  # the client closed before this was sent
             if journal is not None:
                 journal.rejected(str(job.key), "not sent: the client was closed")

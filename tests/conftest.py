@@ -68,3 +68,13 @@ def _typed_inputs_registry() -> Iterator[None]:
     yield
     _inputs._TYPED.clear()
     _inputs._TYPED.update(saved)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """One throwaway PostgreSQL server for the session (tests/pgserver.py): each test uses
+    batches of its own names, so they share it without seeing each other."""
+    from tests.pgserver import running
+
+    with running() as server:
+        yield server

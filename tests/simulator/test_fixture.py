@@ -10,13 +10,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from runcomfy_async.simulator import Simulator, SimulatorConfig
-from runcomfy_async.testing import runcomfy_simulator, runcomfy_simulator_config
+from runcomfy_async.simulator import SimulatorConfig
+from runcomfy_async.testing import ThreadedSimulator, runcomfy_simulator, runcomfy_simulator_config
 
 __all__ = ["runcomfy_simulator", "runcomfy_simulator_config"]  # fixtures used below
 
 
-async def test_the_fixture_yields_a_started_fast_simulator(runcomfy_simulator: Simulator) -> None:
+async def test_the_fixture_yields_a_started_fast_simulator(
+    runcomfy_simulator: ThreadedSimulator,
+) -> None:
     assert runcomfy_simulator.config.time_scale == 0.01
     async with (
         aiohttp.ClientSession() as session,
@@ -28,13 +30,13 @@ async def test_the_fixture_yields_a_started_fast_simulator(runcomfy_simulator: S
 
 
 @pytest.mark.parametrize("runcomfy_simulator", [{"concurrency": 2, "seed": 5}], indirect=True)
-async def test_the_fixture_takes_overrides(runcomfy_simulator: Simulator) -> None:
+async def test_the_fixture_takes_overrides(runcomfy_simulator: ThreadedSimulator) -> None:
     config = runcomfy_simulator.config
     assert (config.concurrency, config.seed, config.time_scale) == (2, 5, 0.01)
 
 
 @pytest.mark.parametrize("runcomfy_simulator", [SimulatorConfig(failure_rate=1.0)], indirect=True)
-async def test_the_fixture_takes_a_whole_config(runcomfy_simulator: Simulator) -> None:
+async def test_the_fixture_takes_a_whole_config(runcomfy_simulator: ThreadedSimulator) -> None:
     assert runcomfy_simulator.config.failure_rate == 1.0
 
 

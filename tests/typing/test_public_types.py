@@ -8,7 +8,7 @@ Nothing here runs. pytest may import this file but finds no tests in it: the che
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any, assert_type
 
@@ -32,6 +32,8 @@ async def check_client_methods(client: rc.Client) -> None:
     assert_type(await client.run("acme/some-model", {"x": 1}), rc.Result)
     assert_type(await client.cancel(request), rc.CancelOutcome)
     assert_type(await client.model_info("acme/some-model"), rc.ModelInfo)
+    assert_type([i async for i in client.models(search="fox", category="x")], list[rc.ModelInfo])
+    assert_type(client.models(include_schema=False), AsyncIterator[rc.ModelInfo])
     assert_type(await client.aclose(), None)
 
     assert_type(await request.status(), rc.Status)
@@ -69,6 +71,7 @@ def check_values(status: rc.Status, result: rc.Result, outcome: rc.CancelOutcome
     assert_type(result.model_id, str | None)
     assert_type(result.submitted_model_id, str | None)
     assert_type(result.model_mismatch, bool)
+    assert_type(result.ok, bool)
     assert_type(status.error, Any)
 
     assert_type(result.request_id, str)
@@ -212,3 +215,29 @@ def check_journal_and_numbered(path: str) -> None:
     assert_type(numbered.index, int)
     busy: rc.ConfigurationError = rc.JournalBusyError("busy", holder={})
     del busy
+
+
+def check_sync_client(client: rc.SyncClient) -> None:
+    request = client.submit(models.Wan22TextToImage(prompt="a red fox"))
+    assert_type(request, rc.Request)
+    assert_type(client.submit("acme/some-model", {"x": 1}), rc.Request)
+    assert_type(client.status(request), rc.Status)
+    assert_type(client.result(request), rc.Result)
+    assert_type(client.wait(request, timeout=30.0), rc.Result)
+    assert_type(client.run(models.Wan22TextToImage(prompt="a fox")), rc.Result)
+    assert_type(client.run("acme/some-model", {"x": 1}, timeout=5.0), rc.Result)
+    assert_type(client.cancel(request), rc.CancelOutcome)
+    batch = client.map([models.Wan22TextToImage(prompt="a fox")])
+    assert_type(batch, rc.BlockingBatch)
+    assert_type(next(batch), rc.Item)
+    assert_type(batch.progress, rc.Progress)
+    for state in client.watch(request):
+        assert_type(state, rc.State)
+    for result in client.as_completed([request]):
+        assert_type(result, rc.Result)
+    for outcome in client.as_completed([request], return_exceptions=True):
+        assert_type(outcome, rc.Result | rc.RunComfyError)
+    assert_type(client.model_info("acme/some-model"), rc.ModelInfo)
+    client.run(models.Wan22TextToImage(prompt="a fox"), {"x": 1})  # type: ignore[call-overload]
+    with rc.SyncClient("key") as entered:
+        assert_type(entered, rc.SyncClient)

@@ -1,0 +1,515 @@
+"""The shared batch journal: one batch's record in PostgreSQL, run by any number of workers.
+
+Driver: psycopg 3 (async). It is libpq's own client (the same connection strings, `PG*`
+variables, `.pgpass` and TLS options as psql), it parses and rebuilds connection strings
+(`conninfo_to_dict`), which keeps the password out of every message, and it ships wheels
+with libpq inside (`psycopg[binary]`). asyncpg is faster per query, but a claim here is a few
+small statements in a short transaction: the time is the round trip and the commit, not the
+driver (see benchmarks/bench_journal.py).
+
+Every worker reads the same inputs and claims each input by key, as with SQLite, so every
+rule of the SQLite journal holds unchanged (resume, replay, retry_failed, mismatch refusal).
+A claim is one short transaction: the input's row `FOR UPDATE SKIP LOCKED` (a row another
+worker is claiming right now is skipped, not waited on), then, to submit, one free slot of
+the batch's `max_in_flight` slots `FOR UPDATE SKIP LOCKED`: the account-wide cap is the
+slots table, held from `sending` until the request ends, across all workers. An input
+another live worker holds is waited for (polled) until it ends: the waiting worker then
+replays its outcome. Workers hold a lease (renewed every third of it); once a worker's
+lease has expired, its `sending` rows become `unknown` (never resent without
+`resubmit_unknown`), its `tracked` rows are taken over and re-attached by request_id, and a
+success whose files it had not saved is saved by whoever claims it next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._errors import ConfigurationError
+from ._journal import (
+    Entry,
+    JournalMismatchError,
+    JournalRow,
+    Row,
+    _dump,
+    _load,
+    canonical,
+    will_submit,
+)
+from ._pgschema import (
+    check_batch,
+    driver,
+    is_postgres,
+    migrate,
+    redact,
+    scrub,
+    select_rows,
+    split_spec,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["PgJournal", "is_postgres", "open_journal", "read_pg_journal", "redact"]
+
+logger = logging.getLogger("runcomfy_async")
+
+_POOL = 4  # connections of a worker
+_POLL = (0.02, 0.5)  # seconds between two looks at a row another worker holds (min, max)
+
+
+class _Wait(Exception):
+    """The claim cannot be settled now: look again later (the transaction is undone).
+    `soon`: the row is in another worker's claim transaction, over in a millisecond."""
+
+    def __init__(self, *, soon: bool = False) -> None:
+        super().__init__()
+        self.soon = soon
+
+
+class PgJournal:
+    """A batch journal in PostgreSQL, shared by every worker that runs batch `batch`."""
+
+    durable = True
+
+    def __init__(self, spec: str, batch: str | None) -> None:
+        self._psycopg = driver()
+        self.batch = check_batch(batch)
+        self.path = redact(spec)  # what messages name
+        self._dsn, self.lease = split_spec(spec)
+        self._password = self._psycopg.conninfo.conninfo_to_dict(self._dsn).get("password")
+        self.worker = uuid.uuid4().hex
+        self._db: psycopg.AsyncConnection[Any] | None = None  # the first of the pool
+        self._pool: list[psycopg.AsyncConnection[Any]] = []
+        self._idle: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._seen: set[str] = set()  # keys this worker has claimed: a repeat is a duplicate
+        self._cap: int | None = None  # max_in_flight across the batch (join())
+        self._saves_files = False  # this worker downloads outputs (join())
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PgJournal({self.path!r}, batch={self.batch!r})"
+
+    # ------------------------------------------------------------------ connection, lease
+
+    async def connect(self, *, lease: bool = True) -> None:
+        """Connect, create or migrate the schema, and start this worker's lease (`lease`)."""
+        if self._db is not None:
+            return
+        if self._closed:
+            raise ConfigurationError(f"the batch journal {self.path} is closed")
+        try:
+            self._db = await self._psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+            self._pool.append(self._db)
+            await migrate(self._db, self.path)
+            for _ in range(_POOL - 1 if lease else 0):  # commits of concurrent claims overlap
+                self._pool.append(
+                    await self._psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+                )
+            for db in self._pool:
+                self._idle.put_nowait(db)
+            if not lease:
+                return
+            await self._db.execute(
+                "INSERT INTO runcomfy_workers (batch, worker, host, pid, expires_at) VALUES "
+                "(%s, %s, %s, %s, now() + make_interval(secs => %s))",
+                (self.batch, self.worker, socket.gethostname(), os.getpid(), self.lease),
+            )
+        except self._psycopg.Error as exc:
+            await self._drop()
+            raise ConfigurationError(
+                f"the batch journal {self.path} cannot be used: {self._text(exc)}"
+            ) from None
+        except BaseException:
+            await self._drop()
+            raise
+        self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+
+    async def _beat(self) -> None:
+        """Renew the lease every third of it, for as long as the journal is open."""
+        while True:
+            await anyio.sleep(self.lease / 3)
+            try:
+                async with self._use() as db:
+                    await db.execute(
+                        "INSERT INTO runcomfy_workers (batch, worker, host, pid, expires_at) "
+                        "VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s)) "
+                        "ON CONFLICT (batch, worker) DO UPDATE SET expires_at = "
+                        "excluded.expires_at",
+                        (self.batch, self.worker, socket.gethostname(), os.getpid(), self.lease),
+                    )
+            except self._psycopg.Error as exc:  # tried again at the next beat
+                logger.warning(
+                    "batch journal %s: lease not renewed: %s", self.path, self._text(exc)
+                )
+
+    @contextlib.asynccontextmanager
+    async def _use(self) -> AsyncIterator[Any]:
+        """One connection of the pool, for one statement or one transaction."""
+        if self._db is None:
+            raise ConfigurationError(f"the batch journal {self.path} is closed")
+        db = await self._idle.get()
+        try:
+            yield db
+        finally:
+            self._idle.put_nowait(db)
+
+    def _text(self, exc: BaseException) -> str:
+        return scrub(str(exc).strip() or type(exc).__name__, self._password)
+
+    async def _drop(self) -> None:
+        for db in self._pool:
+            with contextlib.suppress(Exception):
+                await db.close()
+        self._pool.clear()
+        self._db = None
+
+    async def join(self, *, max_in_flight: int, saves_files: bool) -> None:
+        """Take part in the batch: `max_in_flight` is the cap across all its workers (the
+        slots below it are created), `saves_files` whether this worker saves outputs."""
+        await self.connect()
+        self._cap, self._saves_files = max_in_flight, saves_files
+        async with self._use() as db:
+            await db.execute(
+                "INSERT INTO runcomfy_slots (batch, n) SELECT %s, generate_series(0, %s - 1) "
+                "ON CONFLICT DO NOTHING",
+                (self.batch, max_in_flight),
+            )
+
+    async def close(self) -> None:
+        """End the lease (other workers take over what this one still holds) and disconnect."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._heartbeat
+        if self._db is not None:
+            with anyio.CancelScope(shield=True), contextlib.suppress(self._psycopg.Error):
+                async with self._use() as db:
+                    await db.execute(
+                        "DELETE FROM runcomfy_workers WHERE batch=%s AND worker=%s",
+                        (self.batch, self.worker),
+                    )
+            await self._drop()
+
+    # ------------------------------------------------------------------ the claim
+
+    async def claim(
+        self,
+        key: str,
+        index: int,
+        line: int | None,
+        model_id: str,
+        body: bytes,
+        *,
+        retry_failed: bool = False,
+        resubmit_unknown: bool = False,
+    ) -> Row:
+        """Record that this worker read `key`; return what the batch holds of it. To be
+        submitted now, it is marked `sending` and takes a slot in the same transaction
+        (`Row.send`). An input another live worker holds is waited for until it ends."""
+        await self.connect()
+        inputs = canonical(body).decode()
+        digest = hashlib.sha256(f"{model_id}\0{inputs}".encode()).hexdigest()
+        duplicate = key in self._seen
+        self._seen.add(key)
+        delay = _POLL[0]
+        while True:
+            try:
+                async with self._use() as db:
+                    return await self._claim_once(
+                        db,
+                        key, index, line, model_id, inputs, digest, duplicate,
+                        retry_failed=retry_failed, resubmit_unknown=resubmit_unknown,
+                    )  # fmt: skip
+            except _Wait as wait:
+                if wait.soon:
+                    await anyio.sleep(random.uniform(0.001, 0.005))
+                    continue
+                await anyio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, _POLL[1])
+            except self._psycopg.Error as exc:
+                raise ConfigurationError(
+                    f"the batch journal {self.path}: {self._text(exc)}"
+                ) from None
+
+    async def _claim_once(
+        self,
+        db: Any,
+        key: str,
+        index: int,
+        line: int | None,
+        model_id: str,
+        inputs: str,
+        digest: str,
+        duplicate: bool,
+        *,
+        retry_failed: bool,
+        resubmit_unknown: bool,
+    ) -> Row:
+        async with db.transaction():
+            found = await (
+                await db.execute(
+                    "SELECT input_hash, state, owner, request_id, outputs, error, cost, model_id,"
+                    " files, attempts, owner IS NOT NULL AND owner <> %s AND EXISTS (SELECT 1"
+                    " FROM runcomfy_workers w WHERE w.batch = i.batch AND w.worker = i.owner"
+                    " AND w.expires_at > now()) FROM runcomfy_items i"
+                    " WHERE batch=%s AND key=%s FOR UPDATE SKIP LOCKED",
+                    (self.worker, self.batch, key),
+                )
+            ).fetchone()
+            if found is None:
+                inserted = await (
+                    await db.execute(
+                        "INSERT INTO runcomfy_items (batch, key, idx, line, model_id, inputs,"
+                        " input_hash, state) VALUES (%s, %s, %s, %s, %s, %s, %s, 'new')"
+                        " ON CONFLICT DO NOTHING RETURNING 1",
+                        (self.batch, key, index, line, model_id, inputs, digest),
+                    )
+                ).fetchone()
+                if inserted is None:  # another worker is claiming it this very moment
+                    raise _Wait(soon=True)
+                found = (digest, "new", None, None, None, None, None, model_id, None, None, False)
+            input_hash, state_text, owner, rid, outputs, error, cost, old_model, files, tried = (
+                found[:10]
+            )
+            held_elsewhere = bool(found[10])
+            if input_hash != digest:
+                raise JournalMismatchError(
+                    f"batch {self.batch!r} in {self.path} is another batch: key {key!r} was "
+                    f"{old_model} with other inputs; use a new batch name, or the same inputs"
+                )
+            state = Entry(state_text)
+            if duplicate:
+                return Row(key, state, rid, None, None, cost, None, duplicate=True)
+            if held_elsewhere and not state.finished:
+                raise _Wait  # a live worker sends or tracks it: its outcome is awaited
+            if held_elsewhere and state is Entry.SUCCEEDED and files is None:
+                raise _Wait  # ...or saves its outputs
+            lapsed = owner is not None and owner != self.worker and not held_elsewhere
+            if lapsed and state is Entry.SENDING:  # its sender died before the answer
+                state = Entry.UNKNOWN
+                error = _dump("the worker that sent it stopped before its answer was recorded")
+                await self._release(db, key)
+                await db.execute(
+                    "UPDATE runcomfy_items SET state='unknown', owner=NULL, error=%s"
+                    " WHERE batch=%s AND key=%s",
+                    (error, self.batch, key),
+                )
+            row = Row(
+                key,
+                state,
+                rid,
+                _load(outputs) if outputs else None,
+                _load(error) if error else None,
+                cost,
+                _load(files) if files else None,
+                duplicate=False,
+            )
+            if state is Entry.TRACKED:  # ours now: re-attached by request_id
+                await db.execute(
+                    "UPDATE runcomfy_items SET owner=%s WHERE batch=%s AND key=%s",
+                    (self.worker, self.batch, key),
+                )
+                return row
+            if lapsed and state is Entry.SUCCEEDED and files is None:
+                owner_now = self.worker if self._saves_files else None  # its files: ours
+                await db.execute(
+                    "UPDATE runcomfy_items SET owner=%s WHERE batch=%s AND key=%s",
+                    (owner_now, self.batch, key),
+                )
+            send = will_submit(state, retry_failed=retry_failed, resubmit_unknown=resubmit_unknown)
+            if not send:
+                return row
+            await self._take_slot(db, key)
+            attempts = tried
+            if state is Entry.FAILED:  # retried: the billed request goes to `attempts`
+                earlier = _load(tried) if tried else []
+                earlier.append(
+                    {"request_id": rid, "state": state.value, "error": row.error, "cost": cost}
+                )
+                attempts = _dump(earlier)
+            await db.execute(
+                "UPDATE runcomfy_items SET state='sending', owner=%s, idx=%s, line=%s,"
+                " attempts=%s, request_id=NULL, outputs=NULL, error=NULL, cost=NULL, files=NULL,"
+                " sent_at=now(), finished_at=NULL WHERE batch=%s AND key=%s",
+                (self.worker, index, line, attempts, self.batch, key),
+            )
+            return Row(key, state, None, None, None, None, None, False, send=True)
+
+    async def _take_slot(self, db: Any, key: str) -> None:
+        """Hold one of the batch's `max_in_flight` slots for `key`, or wait (_Wait)."""
+        if self._cap is None:
+            return
+        free = await (
+            await db.execute(
+                "SELECT n FROM runcomfy_slots WHERE batch=%s AND key IS NULL AND n < %s"
+                " ORDER BY n LIMIT 1 FOR UPDATE SKIP LOCKED",
+                (self.batch, self._cap),
+            )
+        ).fetchone()
+        if free is None:
+            raise _Wait  # the whole batch has max_in_flight requests out
+        await db.execute(
+            "UPDATE runcomfy_slots SET key=%s WHERE batch=%s AND n=%s", (key, self.batch, free[0])
+        )
+
+    async def _release(self, db: Any, key: str) -> None:
+        await db.execute(
+            "UPDATE runcomfy_slots SET key=NULL WHERE batch=%s AND key=%s", (self.batch, key)
+        )
+
+    # ------------------------------------------------------------------ what happens next
+
+    async def _write(self, key: str, sql: str, values: tuple[Any, ...], *, free: bool) -> None:
+        try:
+            async with self._use() as db, db.transaction():
+                await db.execute(sql, (*values, self.batch, key))
+                if free:
+                    await self._release(db, key)
+        except self._psycopg.Error as exc:
+            raise ConfigurationError(f"the batch journal {self.path}: {self._text(exc)}") from None
+
+    async def tracked(self, key: str, request_id: str) -> None:
+        # Written whoever holds the row now: a request_id is never thrown away.
+        await self._write(
+            key,
+            "UPDATE runcomfy_items SET state='tracked', request_id=%s, owner=%s"
+            " WHERE batch=%s AND key=%s",
+            (request_id, self.worker),
+            free=False,
+        )
+
+    async def unknown(self, key: str, error: str) -> None:
+        await self._write(
+            key,
+            "UPDATE runcomfy_items SET state='unknown', error=%s, owner=NULL"
+            " WHERE batch=%s AND key=%s",
+            (_dump(error),),
+            free=True,
+        )
+
+    async def rejected(self, key: str, error: str) -> None:
+        await self._write(
+            key,
+            "UPDATE runcomfy_items SET state='rejected', error=%s, owner=NULL"
+            " WHERE batch=%s AND key=%s",
+            (_dump(error),),
+            free=True,
+        )
+
+    async def finished(
+        self,
+        key: str,
+        state: Entry,
+        *,
+        outputs: dict[str, Any] | None,
+        error: Any,
+        cost: float | None,
+    ) -> None:
+        # A success this worker will save files for stays held (others wait for the files).
+        keep = state is Entry.SUCCEEDED and self._saves_files
+        await self._write(
+            key,
+            "UPDATE runcomfy_items SET state=%s, outputs=%s, error=%s, cost=%s,"
+            " finished_at=now(), owner=%s WHERE batch=%s AND key=%s",
+            (
+                state.value,
+                _dump(outputs) if outputs is not None else None,
+                _dump(error) if error is not None else None,
+                cost,
+                self.worker if keep else None,
+            ),
+            free=True,
+        )
+
+    async def files(self, key: str, files: list[dict[str, Any]]) -> None:
+        """Record the saved files (path, size, sha256) of a finished input; let it go."""
+        await self._write(
+            key,
+            "UPDATE runcomfy_items SET files=%s, owner=NULL WHERE batch=%s AND key=%s",
+            (_dump(files),),
+            free=False,
+        )
+
+    async def counts(self) -> dict[str, int]:
+        """How many inputs of the batch stand in each state."""
+        async with self._use() as db:
+            cursor = await db.execute(
+                "SELECT state, COUNT(*) FROM runcomfy_items WHERE batch=%s GROUP BY state",
+                (self.batch,),
+            )
+            return {state: count for state, count in await cursor.fetchall()}
+
+    async def rows(self) -> AsyncIterator[JournalRow]:
+        """Every input of the batch, in input order."""
+        await self.connect()
+        async with self._use() as db:
+            found = await select_rows(db, self.batch)
+        for row in found:
+            yield row
+
+    async def workers(self) -> list[tuple[str, int, bool]]:
+        """The batch's workers: host, pid, whether their lease is live."""
+        async with self._use() as db:
+            cursor = await db.execute(
+                "SELECT host, pid, expires_at > now() FROM runcomfy_workers WHERE batch=%s"
+                " ORDER BY started_at",
+                (self.batch,),
+            )
+            return [(host, pid, bool(live)) for host, pid, live in await cursor.fetchall()]
+
+    async def in_flight(self) -> int:
+        """Slots held across the batch: requests being sent or tracked by any worker."""
+        async with self._use() as db:
+            cursor = await db.execute(
+                "SELECT COUNT(*) FROM runcomfy_slots WHERE batch=%s AND key IS NOT NULL",
+                (self.batch,),
+            )
+            found = await cursor.fetchone()
+            return int(found[0]) if found else 0
+
+
+async def open_journal(
+    spec: str,
+    batch: str | None = None,
+    *,
+    max_in_flight: int | None = None,
+    saves_files: bool = False,
+) -> PgJournal:
+    """The batch `batch` of the database `spec` names, connected, its schema up to date,
+    joined with `max_in_flight` (the cap across its workers) when given."""
+    journal = PgJournal(spec, batch)
+    try:
+        await journal.connect()
+        if max_in_flight is not None:
+            await journal.join(max_in_flight=max_in_flight, saves_files=saves_files)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await journal.close()
+        raise
+    return journal
+
+
+async def read_pg_journal(spec: str, batch: str | None) -> list[JournalRow]:
+    """Every input batch `batch` records, in input order, from any host (read-only: no
+    lease is taken)."""
+    journal = PgJournal(spec, batch)
+    try:
+        await journal.connect(lease=False)
+        return [row async for row in journal.rows()]
+    finally:
+        await journal.close()
