@@ -10,6 +10,7 @@ import random
 import re
 from typing import Any
 
+import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
@@ -189,3 +190,30 @@ async def test_429s_of_calls_sent_before_a_cut_do_not_cut_again() -> None:
     # One cut, not 40: to 0.85 x the rate they went at (40 at once: over 0.25 s at least).
     assert pace.rate("submit") == pytest.approx(0.85 * 40 / 0.25)
     assert pace.rate("other") is None  # polls keep their own pace
+
+
+async def test_429s_between_outage_failures_do_not_lift_the_retry_budget(vt: VirtualTime) -> None:
+    """A real outage (503s and resets) with 429s in between: the 429s are free, but they give
+    no budget back, so the failures are still bounded: 10 first tries + 20/5 = 4 retries."""
+    policy = rc.RetryPolicy(max_attempts=10, budget=20, retry_cost=5, success_refund=1)
+    seen: dict[str, int] = {}
+    answers = {"429": 0, "failures": 0}
+
+    def status(url: Any, **kwargs: Any) -> CallbackResult:
+        n = seen[str(url)] = seen.get(str(url), 0) + 1
+        if n % 2:  # every other answer is a 429
+            answers["429"] += 1
+            return CallbackResult(status=429, headers={"Retry-After": "0.1"}, payload={})
+        answers["failures"] += 1
+        if n % 4 == 0:
+            raise aiohttp.ServerDisconnectedError()
+        return CallbackResult(status=503, payload={"message": "down"})
+
+    with aioresponses() as m:
+        m.get(re.compile(r".*/status$"), callback=status, repeat=True)
+        async with make_client(vt, retry=policy) as client:
+            for n in range(10):
+                with pytest.raises((rc.ServerError, rc.TransportError)):
+                    await client.status(f"r{n}")
+    assert answers["failures"] == 10 + 4
+    assert answers["429"] == answers["failures"]  # one before each failure, no more
