@@ -6,7 +6,6 @@ jumps to the next wake-up whenever the event loop has nothing else to do."""
 from __future__ import annotations
 
 import asyncio
-import heapq
 import random
 import selectors
 from collections.abc import Coroutine
@@ -14,6 +13,7 @@ from typing import Any
 
 import runcomfy_async as rc
 from runcomfy_async.simulator import FaultRule, ModelProfile, Simulator, SimulatorConfig
+from tests.conftest import EventTime
 
 INPUTS = 100
 REFUSALS = 3
@@ -28,29 +28,12 @@ class VirtualSelector(selectors.DefaultSelector):
 
     def __init__(self) -> None:
         super().__init__()
-        self.now = 1000.0
-        self._due: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._order = 0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._order += 1
-        heapq.heappush(self._due, (self.now + max(0.0, seconds), self._order, future))
-        await future
+        self.time = EventTime(start=1000.0)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         events = super().select(0)
-        if events or timeout == 0:
+        if events or timeout == 0 or self.time.wake_next():
             return events
-        while self._due:
-            when, _, future = heapq.heappop(self._due)
-            if not future.done():  # a sleep cancelled meanwhile is skipped
-                self.now = max(self.now, when)
-                future.set_result(None)
-                return []
         return super().select(timeout)
 
 
@@ -68,7 +51,8 @@ def test_a_batch_whose_every_submit_is_refused_three_times_takes_about_what_it_i
     three submits. 100 inputs, 32 in flight (the default): the server's own Retry-Afters
     add up to 4 rounds x 3 x 0.2 s = 2.4 s of virtual time. Measured: 4.7 s; with no pace at
     all 4.3 s (polls and jitter); the pace law before the fix 18.2 s."""
-    vt = VirtualSelector()
+    selector = VirtualSelector()
+    vt = selector.time
     models = {
         f"acme/storm-{i:03d}/text-to-image": ModelProfile(run_time=(0.0, 0.0))
         for i in range(INPUTS)
@@ -105,7 +89,7 @@ def test_a_batch_whose_every_submit_is_refused_three_times_takes_about_what_it_i
             seen["calls"] = [c for c in sim.ledger.call_log if c.endpoint == "submit"]
             seen["seconds"] = max(job.created_at for job in seen["jobs"]) - started
 
-    run_virtually(vt, work())
+    run_virtually(selector, work())
     items, jobs, calls = seen["items"], seen["jobs"], seen["calls"]
     assert len(items) == INPUTS
     assert [item.error for item in items if not item.ok] == []  # no RateLimitError, nothing

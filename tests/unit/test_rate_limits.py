@@ -4,7 +4,6 @@ never fail an input for them; 429s spend no retry budget; the client's pace adap
 from __future__ import annotations
 
 import asyncio
-import heapq
 import json
 import random
 import re
@@ -17,7 +16,7 @@ from aioresponses import CallbackResult, aioresponses
 import runcomfy_async as rc
 from runcomfy_async._limiter import AdaptiveRate
 from runcomfy_async._retry import RetryPolicy, retry_after_delay
-from tests.conftest import API, VirtualTime
+from tests.conftest import API, EventTime, VirtualTime
 
 WAN = "wan-ai/wan-2-2/text-to-image"
 SUBMIT = f"{API}/v1/models/{WAN}"
@@ -88,32 +87,6 @@ def test_rate_limit_patience_must_be_a_duration() -> None:
 
 
 # ------------------------------------------------------------------ the pace itself
-
-
-class EventTime:
-    """Virtual time for many concurrent sleepers: the clock jumps to the earliest wake-up."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self._due: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._order = 0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._order += 1
-        heapq.heappush(self._due, (self.now + max(0.0, seconds), self._order, future))
-        await future
-
-    async def run(self, tasks: list[asyncio.Future[None]]) -> None:
-        while not all(task.done() for task in tasks):
-            for _ in range(5):
-                await asyncio.sleep(0)
-            if self._due:
-                self.now, _, future = heapq.heappop(self._due)
-                future.set_result(None)
 
 
 async def batch_against(
