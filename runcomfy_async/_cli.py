@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from ._cli_inputs import input_schema_of, parse_inputs
-from ._cli_models import describe_model, list_line
+from ._cli_models import describe_model, list_models
 from ._cli_output import (
     EPILOG,
     EXIT_INTERRUPTED,
@@ -313,7 +313,7 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
 
 async def cmd_models(args: argparse.Namespace) -> int:
     if args.models_command == "list":
-        return await cmd_models_list(args)
+        return await list_models(args, open_client)
     async with open_client(args) as client:
         info = await client.model_info(args.model_id)
     if args.models_command == "info":
@@ -332,32 +332,6 @@ async def cmd_models(args: argparse.Namespace) -> int:
     except FileExistsError:
         raise CommandError(f"{args.out} exists: pass --force to replace it") from None
     print(f"wrote {args.out}")
-    return 0
-
-
-async def cmd_models_list(args: argparse.Namespace) -> int:
-    """The catalog, one line (or JSON object) per model, in the catalog's order."""
-    async with open_client(args) as client:
-        found = [
-            info
-            async for info in client.models(
-                args.search, args.category, include_schema=bool(args.json)
-            )
-        ]
-    if args.json:
-        for info in found:
-            print_json(msgspec.to_builtins(info))
-        return 0
-    if not found:
-        what = " ".join(
-            f"{option} {value!r}"
-            for option, value in (("--search", args.search), ("--category", args.category))
-            if value
-        )
-        raise CommandError(f"no model in the catalog matches {what or 'anything'}", 5)
-    width = max(len(info.model_id) for info in found)
-    for info in found:
-        print(list_line(info, width))
     return 0
 
 
