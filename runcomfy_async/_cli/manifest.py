@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ._journal import Entry, JournalRow
+from .._journal import Entry, JournalRow
 
 __all__ = ["WORDS", "skipped_row", "word", "write_manifest"]
 
