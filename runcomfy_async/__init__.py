@@ -12,7 +12,6 @@ from . import models  # registers the typed inputs, so dict inputs to their ids 
 from ._client import Client
 from ._config import DEFAULT_BASE_URL, Timeouts
 from ._cost import CostEstimate, estimate_cost
-from ._download import DownloadedFile
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -46,6 +45,7 @@ from ._journal import JournalBusyError, JournalMismatchError, JournalRow, read_j
 from ._policy import PollPolicy
 from ._request import Request
 from ._retry import RetryPolicy
+from ._sink import DownloadedFile
 from ._sync import BlockingBatch, BlockingIterator, SyncClient
 from ._telemetry import Telemetry
 from ._wire import CancelOutcome, ModelInfo, Output, Result, State, Status

@@ -27,7 +27,7 @@ from . import _wire
 from ._catalog import ModelListBody, is_unknown_model, iter_models, unknown_model_error
 from ._checks import InputChecks
 from ._config import Timeouts, environ, is_loopback, resolve_api_key, resolve_base_url
-from ._download import DEFAULT_TEMPLATE, DownloadedFile, Downloader, download_result
+from ._download import DEFAULT_TEMPLATE, Downloader, download_result
 from ._errors import (
     BadRequestError,
     ConfigurationError,
@@ -55,6 +55,7 @@ from ._preflight import Preflight
 from ._request import Request
 from ._retry import CallKind, Clock, RetryPolicy, Sleep
 from ._service import Service, Work
+from ._sink import DownloadedFile
 from ._telemetry import Telemetry, telemetry_of
 from ._track import EXPIRED, Tracker, TrackSettings, cancel_quietly, of_model
 from ._transport import Transport
@@ -206,10 +207,11 @@ class Client:
             await self._transport.close()
             self._telemetry.close()
 
-    def _spawn(self, work: Work) -> None:
-        """Run `work` in the client's background service, which close() ends and awaits."""
+    def _spawn(self, work: Work) -> bool:
+        """Run `work` in the client's background service, which close() ends and awaits;
+        False when it was dropped (the client is closing)."""
         self._transport.check_open()
-        self._service.spawn(work)
+        return self._service.spawn(work)
 
     # ------------------------------------------------------------------ the API
 

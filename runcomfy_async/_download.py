@@ -2,45 +2,36 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import hashlib
-import ipaddress
 import os
 import re
-import secrets
-import socket
-import stat
 import string
 import unicodedata
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from collections.abc import AsyncIterator, Mapping
+from pathlib import PurePosixPath
 from types import TracebackType
-from typing import Any, BinaryIO, Self
+from typing import Any, Self
 
 import aiohttp
 import anyio
-import anyio.to_thread
-from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 from anyio.abc import TaskGroup
 from yarl import URL
 
-from ._config import is_loopback
 from ._errors import (
     ConfigurationError,
     DownloadError,
     RequestCancelledError,
     RequestFailedError,
 )
+from ._guard import GuardedResolver, Refused, describe, follow, redact
+from ._sink import DownloadedFile, Sink, open_sink
 from ._wire import Result, State
 
-__all__ = ["DownloadedFile"]  # Downloader is reached through Client.download()
+__all__: list[str] = []  # Downloader is reached through Client.download()
 
-CHUNK = 256 * 1024  # bytes written to disk per worker-thread call
+CHUNK = 256 * 1024  # bytes read from the response at a time
 MAX_STEM = 120  # characters of a generated file name before its extension
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _EXT_BY_TYPE = {
     "image/png": "png",
     "image/jpeg": "jpg",
@@ -62,28 +53,6 @@ _STEM_FIELDS = frozenset({"index", "line", "slug", "key", "n", "request_id"})  #
 DEFAULT_TEMPLATE = "{index:04d}-{slug}-{n}.{ext}"  # a batch's: 0007-a-red-fox-in-snow-0.png
 MAX_SLUG = 40  # characters of the prompt in a file name
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
-_OPEN_FLAGS = (
-    os.O_WRONLY
-    | os.O_CREAT
-    | os.O_EXCL
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_BINARY", 0)
-)
-_NO_HARD_LINKS = frozenset(
-    {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class DownloadedFile:
-    """A file on disk: `size` in bytes, `sha256` in hex, `content_type` as the server said."""
-
-    url: str
-    path: Path
-    size: int
-    sha256: str
-    content_type: str | None
 
 
 # ---------------------------------------------------------------- names
@@ -156,128 +125,6 @@ def extension(content_type: str | None, *paths: str) -> str:
     return "bin"
 
 
-# ---------------------------------------------------------------- URL and address policy
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def address_refusal(address: Address, *, allow_loopback: bool) -> str | None:
-    """Why a connection to `address` is refused, or None if it is a public address."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_loopback:  # before the rest: ::1 also counts as reserved
-        return None if allow_loopback else f"{address} is a loopback address"
-    checks = (
-        ("unspecified", address.is_unspecified),
-        ("multicast", address.is_multicast),
-        ("link-local", address.is_link_local),
-        ("reserved", address.is_reserved),
-        ("private", address.is_private),
-        ("not globally routable", not address.is_global),
-    )
-    return next((f"{address} is a {kind} address" for kind, hit in checks if hit), None)
-
-
-def url_refusal(url: URL, *, allow_loopback: bool) -> str | None:
-    """Why `url` may not be fetched, or None: https (http only to an allowed loopback host),
-    no user info, and a literal IP address must be public (or loopback when allowed)."""
-    scheme = url.scheme.lower()
-    if scheme == "data":
-        return "data: URLs are refused (the content is in the URL; decode it yourself)"
-    if scheme not in ("https", "http"):
-        return f"{scheme or 'a relative'}: URLs are refused: only https is downloaded"
-    host = url.host
-    if not host:
-        return "the URL has no host"
-    if "@" in (url.raw_authority or ""):
-        return "URLs with a user name or password are refused"
-    loopback_name = is_loopback(host)
-    if scheme == "http" and not (allow_loopback and loopback_name):
-        return "plain http is refused: only https (http only to loopback when allowed)"
-    if loopback_name and not allow_loopback:
-        return f"{host} is a loopback host"
-    if ":" in host or host.replace(".", "").isdigit():  # a literal IP: the resolver is skipped
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return f"{host} is not a canonical IP address"
-        return address_refusal(address, allow_loopback=allow_loopback)
-    return None
-
-
-class BlockedAddressError(OSError):
-    """A host name resolved only to addresses downloads may not reach."""
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves with `inner`, then drops refused addresses at connect time (DNS rebinding)."""
-
-    def __init__(self, inner: AbstractResolver, *, allow_loopback: bool) -> None:
-        self._inner = inner
-        self._allow_loopback = allow_loopback
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        """The addresses of `host` that may be reached; BlockedAddressError if none."""
-        kept: list[ResolveResult] = []
-        refused: list[str] = []
-        for info in await self._inner.resolve(host, port, family):
-            reason = self._refusal(host, info["host"])
-            if reason is None:
-                kept.append(info)
-            else:
-                refused.append(reason)
-        if not kept:
-            detail = "; ".join(refused) or "no addresses"
-            raise BlockedAddressError(f"{host} resolves only to refused addresses ({detail})")
-        return kept
-
-    def _refusal(self, host: str, resolved: str) -> str | None:
-        try:
-            address = ipaddress.ip_address(resolved)
-        except ValueError:
-            return f"{resolved} is not an IP address"
-        if is_loopback(host) and not address.is_loopback:
-            return f"{address} is not loopback, though {host} names loopback"
-        return address_refusal(address, allow_loopback=self._allow_loopback)
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def _inner_resolver() -> AbstractResolver:
-    return DefaultResolver()
-
-
-def redact(url: str) -> str:
-    """`url` without query string, fragment or user info, for messages."""
-    try:
-        parsed = URL(url)
-        if parsed.absolute:
-            return str(parsed.with_query(None).with_fragment(None).with_user(None))
-    except (ValueError, TypeError):
-        pass
-    return re.sub(r"[?#].*", "", url, flags=re.S)
-
-
-class Refused(Exception):
-    """Internal: a download refused for `reason`; fetch turns it into DownloadError."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
-        exc.os_error, BlockedAddressError
-    ):
-        return str(exc.os_error)
-    text = re.sub(r"\?[^\s'\"\]>]*", "", str(exc))  # no query strings (signatures)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 # ---------------------------------------------------------------- the downloader
 
 
@@ -286,7 +133,8 @@ class Downloader:
 
     `max_bytes` caps one file (bytes); `timeout` bounds one whole fetch, redirects included
     (seconds); `connections` bounds open connections and concurrent downloads;
-    `allow_loopback` permits http and loopback addresses (the local simulator).
+    `allow_loopback` permits http and loopback addresses (the local simulator); `resolver`
+    looks names up under the address guard (default: aiohttp's; closed with the downloader).
     """
 
     def __init__(
@@ -297,6 +145,7 @@ class Downloader:
         timeout: float = 300.0,
         connections: int = 8,
         max_redirects: int = 5,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         if max_bytes < 1 or connections < 1 or max_redirects < 0 or not timeout > 0:
             raise ConfigurationError(
@@ -307,6 +156,7 @@ class Downloader:
         self.timeout = timeout
         self.connections = connections
         self.max_redirects = max_redirects
+        self._names = resolver
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
 
@@ -315,7 +165,8 @@ class Downloader:
 
         if self._session is not None:
             raise RuntimeError("the downloader is already open")
-        resolver = GuardedResolver(_inner_resolver(), allow_loopback=self.allow_loopback)
+        names = self._names if self._names is not None else DefaultResolver()
+        resolver = GuardedResolver(names, allow_loopback=self.allow_loopback)
         self._resolver = resolver
         connector = aiohttp.TCPConnector(
             limit=self.connections, limit_per_host=self.connections, resolver=resolver
@@ -352,12 +203,13 @@ class Downloader:
     async def fetch(
         self,
         url: str,
-        dest_dir: str | os.PathLike[str],
+        dest_dir: str | os.PathLike[str] | Sink,
         name: str,
         *,
         overwrite: bool = False,
     ) -> DownloadedFile:
-        """Download `url` to `dest_dir/<name>.<ext>` (ext from the Content-Type).
+        """Download `url` to `dest_dir/<name>.<ext>` (ext from the Content-Type); `dest_dir`
+        is a folder, or a Sink.
 
         An identical file already there is kept and returned; a different one raises
         DownloadError unless `overwrite`. Every failure raises DownloadError.
@@ -366,7 +218,7 @@ class Downloader:
         safe = redact(url)
         try:
             with anyio.fail_after(self.timeout):
-                return await self._fetch(session, url, Path(dest_dir), name, overwrite)
+                return await self._fetch(session, url, open_sink(dest_dir), name, overwrite)
         except Refused as exc:
             raise DownloadError(safe, exc.reason) from exc.__cause__
         except TimeoutError as exc:  # before ClientError: ServerTimeoutError is both
@@ -375,7 +227,7 @@ class Downloader:
             raise DownloadError(safe, describe(exc)) from exc
 
     async def _fetch(
-        self, session: aiohttp.ClientSession, url: str, dest: Path, name: str, overwrite: bool
+        self, session: aiohttp.ClientSession, url: str, sink: Sink, name: str, overwrite: bool
     ) -> DownloadedFile:
         stem = sanitize(name)[:MAX_STEM]
         if not stem:
@@ -394,181 +246,42 @@ class Downloader:
         async with response:
             if response.status != 200:
                 raise Refused(f"HTTP {response.status}")
-            saved = await self._save(response, dest, stem, overwrite, (current, first))
-            return DownloadedFile(url, dest / saved[0], *saved[1:])
+            content_type = response.content_type if "Content-Type" in response.headers else None
+            filename = f"{stem}.{extension(content_type, current.path, first.path)}"
+            length = response.content_length
+            if length is not None and length > self.max_bytes:
+                raise Refused(f"Content-Length {length} exceeds max_bytes {self.max_bytes}")
+            chunks = self._body(response, length)
+            stored = await sink.put(filename, chunks, content_type, overwrite=overwrite)
+            return DownloadedFile(
+                url, sink.path(stored.location), stored.size, stored.sha256, content_type
+            )
 
-    async def _save(
-        self,
-        response: aiohttp.ClientResponse,
-        dest: Path,
-        stem: str,
-        overwrite: bool,
-        urls: tuple[URL, URL],
-    ) -> tuple[str, int, str, str | None]:
-        content_type = response.content_type if "Content-Type" in response.headers else None
-        filename = f"{stem}.{extension(content_type, *(u.path for u in urls))}"
-        length = response.content_length
-        if length is not None and length > self.max_bytes:
-            raise Refused(f"Content-Length {length} exceeds max_bytes {self.max_bytes}")
+    async def _body(
+        self, response: aiohttp.ClientResponse, length: int | None
+    ) -> AsyncIterator[bytes]:
+        """The body's chunks, refused past max_bytes, or longer or shorter than its length."""
         # Compare with Content-Length only when aiohttp did not decompress the body.
         exact = response.headers.get("Content-Encoding", "identity").lower() == "identity"
-        # Shielded: a cancel must not lose the open file, or it could never be removed.
-        with anyio.CancelScope(shield=True):
-            target, temp, sink = await anyio.to_thread.run_sync(_open_temp, dest, stem, filename)
-        try:
-            total, buffer = 0, bytearray()
-            async for chunk in response.content.iter_chunked(CHUNK):
-                total += len(chunk)
-                if total > self.max_bytes:
-                    raise Refused(f"body exceeds max_bytes {self.max_bytes}")
-                if exact and length is not None and total > length:
-                    raise Refused(f"body is longer than its Content-Length {length}")
-                buffer += chunk
-                if len(buffer) >= CHUNK:
-                    await anyio.to_thread.run_sync(sink.write, bytes(buffer))
-                    buffer.clear()
-            if buffer:
-                await anyio.to_thread.run_sync(sink.write, bytes(buffer))
-            if exact and length is not None and total != length:
-                raise Refused(f"body cut short: {total} of {length} bytes")
-            await anyio.to_thread.run_sync(sink.finish)
-            digest = sink.hash.hexdigest()
-            await anyio.to_thread.run_sync(_place, temp, target, digest, total, overwrite)
-        except BaseException:
-            sink.close()
-            temp.unlink(missing_ok=True)
-            raise
-        return filename, total, digest, content_type
-
-
-def _open_temp(dest: Path, stem: str, filename: str) -> tuple[Path, Path, _Sink]:
-    """Create `dest` if need be; the target path (checked to be inside it) and a new,
-    exclusively created temporary file next to it."""
-    dest.mkdir(parents=True, exist_ok=True)
-    real = Path(os.path.realpath(dest))  # `dest` may be a symlink: the user chose it
-    target = real / filename
-    if target.parent != real or filename in (".", ".."):
-        raise Refused(f"{filename!r} would land outside {dest}")
-    temp = real / f".{stem}.{secrets.token_hex(6)}.part"
-    return target, temp, _Sink(os.fdopen(os.open(temp, _OPEN_FLAGS, 0o666), "wb"))
-
-
-class _Sink:
-    """The temporary file: hashes and writes in a worker thread, then flushes and fsyncs."""
-
-    def __init__(self, file: BinaryIO) -> None:
-        self.file = file
-        self.hash = hashlib.sha256()
-
-    def write(self, data: bytes) -> None:
-        self.hash.update(data)
-        self.file.write(data)
-
-    def finish(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.file.close()
-
-
-def _place(temp: Path, target: Path, digest: str, size: int, overwrite: bool) -> None:
-    """Move `temp` to `target` without following a symlink or silently replacing a file."""
-    if overwrite:
-        _check_existing(target, None, 0)
-        os.replace(temp, target)
-    else:
-        try:
-            os.link(temp, target)  # atomic: fails if anything is already at target
-        except FileExistsError:
-            _check_existing(target, digest, size)  # identical: keep it
-        except OSError as exc:
-            if exc.errno not in _NO_HARD_LINKS:
-                raise
-            if _check_existing(target, digest, size) is None:  # no hard links here
-                os.replace(temp, target)
-    temp.unlink(missing_ok=True)
-    _fsync_dir(target.parent)
-
-
-def _check_existing(target: Path, digest: str | None, size: int) -> os.stat_result | None:
-    """lstat `target`: None if absent; refuse a symlink, a non-file, or (given `digest`) a
-    file with other contents."""
-    try:
-        st = os.lstat(target)
-    except FileNotFoundError:
-        return None
-    if stat.S_ISLNK(st.st_mode):
-        raise Refused(f"a symbolic link is at {target.name}; it is not followed")
-    if not stat.S_ISREG(st.st_mode):
-        raise Refused(f"{target.name} exists and is not a regular file")
-    if digest is not None and (st.st_size != size or _sha256_of(target) != digest):
-        raise Refused(f"a different {target.name} exists; pass overwrite=True to replace it")
-    return st
-
-
-def _sha256_of(path: Path) -> str:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
-    with os.fdopen(fd, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # e.g. Windows: directories cannot be opened
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        total = 0
+        async for chunk in response.content.iter_chunked(CHUNK):
+            total += len(chunk)
+            if total > self.max_bytes:
+                raise Refused(f"body exceeds max_bytes {self.max_bytes}")
+            if exact and length is not None and total > length:
+                raise Refused(f"body is longer than its Content-Length {length}")
+            yield chunk
+        if exact and length is not None and total != length:
+            raise Refused(f"body cut short: {total} of {length} bytes")
 
 
 # ---------------------------------------------------------------- a whole result
 
 
-async def follow(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: URL,
-    *,
-    allow_loopback: bool,
-    max_redirects: int,
-    headers: dict[str, str] | None = None,
-) -> tuple[URL, aiohttp.ClientResponse]:
-    """Call `url` on a keyless session, following up to `max_redirects` redirects by hand,
-    each hop refused as url_refusal() says; the final URL and its (open) response."""
-    current = url
-    for hop in range(max_redirects + 1):
-        reason = url_refusal(current, allow_loopback=allow_loopback)
-        if reason is not None:
-            raise Refused(reason if hop == 0 else f"redirect to {redact(str(current))}: {reason}")
-        try:
-            response = await session.request(
-                method, current, headers=headers, allow_redirects=False
-            )
-        except aiohttp.ClientConnectorError as exc:
-            if hop == 0:
-                raise
-            raise Refused(f"redirect to {redact(str(current))}: {describe(exc)}") from exc
-        if response.status not in REDIRECTS:
-            return current, response
-        response.release()
-        location = response.headers.get("Location")
-        if not location:
-            raise Refused(f"HTTP {response.status} redirect without a Location")
-        current = response.url.join(URL(location))
-    raise Refused(f"more than {max_redirects} redirects")
-
-
 async def download_result(
     downloader: Downloader,
     result: Result,
-    dest_dir: str | os.PathLike[str],
+    dest_dir: str | os.PathLike[str] | Sink,
     *,
     key: str | int | None = None,
     template: str = "{key}-{n}.{ext}",
@@ -604,6 +317,7 @@ async def download_result(
         stems = [sanitize(name)[:MAX_STEM] or stem for name, stem in zip(names, stems, strict=True)]
     if len(set(stems)) != len(stems):
         raise ValueError(f"template {template!r} gives two outputs the same name: use {{n}}")
+    sink = open_sink(dest_dir)
     files: list[DownloadedFile | None] = [None] * len(urls)
     failures: list[DownloadError] = []
     limiter = anyio.CapacityLimiter(downloader.connections)
@@ -611,7 +325,7 @@ async def download_result(
     async def one(n: int, tg: TaskGroup) -> None:
         async with limiter:
             try:
-                files[n] = await downloader.fetch(urls[n], dest_dir, stems[n])
+                files[n] = await downloader.fetch(urls[n], sink, stems[n])
             except DownloadError as exc:
                 failures.append(exc)
                 tg.cancel_scope.cancel()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 import msgspec
 
-from ._download import DEFAULT_TEMPLATE, DownloadedFile, download_result, render_stem, slug
+from ._download import DEFAULT_TEMPLATE, download_result, render_stem, slug
 from ._errors import (
     ConfigurationError,
     DownloadError,
@@ -29,17 +29,11 @@ from ._errors import (
 )
 from ._inputs import ModelInput, encode_inputs
 from ._items import BUCKET, BatchInput, Change, Item, Job, Numbered, Progress
-from ._journal import (
-    Entry,
-    Journal,
-    JournalMismatchError,
-    Keys,
-    Row,
-    file_records,
-    recorded_files,
-)
+from ._journal import Entry, JournalMismatchError, Keys, Row
+from ._journals import BatchJournal, NullJournal, open_journal
 from ._preflight import Preflight
 from ._request import Request
+from ._sink import DownloadedFile, Sink, file_records, open_sink, recorded_files
 from ._telemetry import BatchProbe
 from ._track import EXPIRED, Tracker, cancel_quietly
 from ._wire import Output, Result, State
@@ -81,7 +75,7 @@ class Batch:
         """Open the journal and start the batch, now rather than at the first item, so that a
         journal that cannot be used (ConfigurationError) or is in use by another run
         (JournalBusyError) is reported before anything else; `async with` does the same."""
-        self._engine.start()
+        await self._engine.start()
 
     def __aiter__(self) -> Self:
         return self
@@ -90,7 +84,7 @@ class Batch:
         return await self._engine.next()
 
     async def __aenter__(self) -> Self:
-        self._engine.start()
+        await self._engine.start()
         return self
 
     async def __aexit__(
@@ -153,13 +147,17 @@ class _Engine:
         self._key = key
         self._on_change = on_change
         self._journal_path = journal
-        self._journal: Journal | None = None
+        self._journal: BatchJournal = NullJournal()  # the real one from start() to the end
+        self._writes = 0  # outcomes being written by background tasks: the journal stays
+        self._written = anyio.Event()  # set whenever _writes drops to 0
         self._resubmit_unknown = resubmit_unknown
         self._retry_failed = retry_failed
         self._keys = Keys()  # default journal keys: the k-th repeat of an input is its own
         self._open: set[Job] = set()  # inputs read whose item is not made yet
         self._input_error: Exception | None = None  # the caller's iterable raised it
         self._download_to = download_to
+        # Where outputs go; without download_to, only to check files an earlier run saved.
+        self._sink: Sink = open_sink(os.curdir if download_to is None else download_to)
         self._template = name_template
         self._validate = validate
         self._preflight = client._preflight if preflight is None else preflight
@@ -177,7 +175,7 @@ class _Engine:
         self._traced: BatchProbe | None = None  # the batch's span, from start() on
 
     async def next(self) -> Item:
-        self.start()
+        await self.start()
         while True:
             if self._fatal is not None:
                 with anyio.CancelScope(shield=True):
@@ -189,7 +187,7 @@ class _Engine:
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 if self._fatal is not None:
                     continue
-                self._ended()
+                await self._ended()
                 break
             except anyio.get_cancelled_exc_class():
                 with anyio.CancelScope(shield=True):
@@ -242,12 +240,12 @@ class _Engine:
         if self._emitted >= self._reads:  # reading stopped at the deadline: that is all
             self._send.close()
 
-    def _ended(self) -> None:
+    async def _ended(self) -> None:
         """Every item was taken: nothing left to end."""
         self.closed = self._wound_up = True
         self.client._batches.discard(self)
         self._receive.close()
-        self._close_journal()
+        await self._close_journal()
         self._end_trace()
 
     async def aclose(self) -> None:
@@ -264,6 +262,7 @@ class _Engine:
         await self._let_go(tell=False)
         with anyio.move_on_after(grace):  # submits already sent: let them land, then abandon
             await self._fed.wait()
+            await self._quiet()
         if self.unfinished:
             logger.warning(
                 "batch ended early; %d requests still running: %s",
@@ -273,33 +272,38 @@ class _Engine:
         self._send.close()
         self._receive.close()
         self._wound_up = True
-        self._close_journal()
+        await self._close_journal()
         self._end_trace()
 
     def _end_trace(self) -> None:
         if self._traced is not None:
             self._traced.end(dataclasses.asdict(self.progress))
 
-    def _close_journal(self) -> None:
-        # Only once no submit is in flight: a request_id that arrives late must be written.
-        if self._journal is not None and self._fed.is_set():
-            self._journal.close()
-            self._journal = None
+    async def _quiet(self) -> None:
+        """Wait until no outcome is being written to the journal."""
+        while self._writes:
+            await self._written.wait()
+
+    async def _close_journal(self) -> None:
+        # Only once no submit is in flight (a request_id that arrives late must be written)
+        # and no outcome is being written; from then on, late writes go nowhere.
+        if self._fed.is_set() and not self._writes:
+            journal, self._journal = self._journal, NullJournal()
+            await journal.close()
 
     # ------------------------------------------------------------------ background work
 
-    def start(self) -> None:
+    async def start(self) -> None:
         if self.started:
             return
-        if self._journal_path is not None:
-            try:
-                self._journal = Journal(self._journal_path)
-            except BaseException:
-                self.closed = True  # nothing started: release the streams, then say why
-                self._send.close()
-                self._receive.close()
-                raise
-        self.started = True
+        self.started = True  # before the first await: a second start() does nothing
+        try:
+            self._journal = await open_journal(self._journal_path)
+        except BaseException:
+            self.started, self.closed = False, True  # release the streams, then say why
+            self._send.close()
+            self._receive.close()
+            raise
         if self._timeout is not None:
             self._deadline = self.client._clock() + self._timeout
         self._traced = self.client._telemetry.batch()
@@ -318,6 +322,7 @@ class _Engine:
         self._reading.cancel()
         with anyio.move_on_after(self.client._track.cancel_grace):
             await self._fed.wait()
+            await self._quiet()
         await self._let_go(tell=True)
         # Submits still on the wire are cancelled with the client's service: see _run_one.
 
@@ -338,7 +343,7 @@ class _Engine:
         try:
             cancelled = await self._abandon(rid, state, job, why=why)
         except Exception as exc:  # e.g. the journal could not record the cancel
-            self._broke(job, "letting it go", exc)
+            await self._broke(job, "letting it go", exc)
             return
         error: RunComfyError
         if cancelled:
@@ -377,7 +382,7 @@ class _Engine:
         finally:
             self._fed.set()
             if self._wound_up:  # the last submit landed after the batch was ended
-                self._close_journal()
+                await self._close_journal()
             self._end_if_done()
 
     def _fail(self, error: RunComfyError, cause: BaseException) -> None:
@@ -403,15 +408,38 @@ class _Engine:
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:
-            self._broke(job, "sending it", exc)
+            await self._broke(job, "sending it", exc)
 
-    def _broke(
+    async def _broke(
         self, job: Job, doing: str, exc: BaseException, *, result: Result | None = None
     ) -> None:
-        """An unexpected exception in `job`'s work: logged once, and the input's item."""
+        """An unexpected exception in `job`'s work: logged once, journaled (an input with no
+        request is unknown if its submit may have left, else rejected), then its item."""
+        error = self._broke_error(job, doing, exc)
+        if error is None:
+            return
+        if job.request_id is None:
+            try:
+                if job.sent:
+                    await self._journal.unknown(str(job.key), str(error))
+                else:
+                    await self._journal.rejected(str(job.key), str(error))
+            except Exception:
+                logger.exception("input %s: the journal could not record it", job.index)
+        self._emit(job, result=result, error=error)
+
+    def _broke_item(self, job: Job, doing: str, exc: BaseException) -> None:
+        """_broke() of an input with a request (nothing to journal: it stays tracked)."""
+        error = self._broke_error(job, doing, exc)
+        if error is not None:
+            self._emit(job, error=error)
+
+    def _broke_error(self, job: Job, doing: str, exc: BaseException) -> RunComfyError | None:
+        """The error of an input whose work raised `exc` unexpectedly (logged once); None
+        when the input had its item already."""
         if job.settled:
             logger.error("input %s: failed after its item was made", job.index, exc_info=exc)
-            return
+            return None
         logger.error("input %s: the SDK failed while %s", job.index, doing, exc_info=exc)
         what = f"{type(exc).__name__}: {exc}"
         rid = job.request_id
@@ -431,16 +459,7 @@ class _Engine:
         else:
             error = RunComfyError(f"input {job.index}: the SDK failed while {doing} ({what})")
         error.__cause__ = exc
-        journal = self._journal
-        if journal is not None and rid is None:
-            try:
-                if job.sent:
-                    journal.unknown(str(job.key), str(error))
-                else:
-                    journal.rejected(str(job.key), str(error))
-            except Exception:
-                logger.exception("input %s: the journal could not record it", job.index)
-        self._emit(job, result=result, error=error)
+        return error
 
     async def _submit(self, job: Job) -> None:
         value = job.input
@@ -451,7 +470,7 @@ class _Engine:
             # their first await, so the k-th repeat of an input is occurrence k.
             if self._key is not None:
                 job.key = self._key(value)
-            elif self._journal is not None:
+            elif self._journal.durable:
                 job.key = self._keys.key(model_id, body)
         except RunComfyError as exc:
             self._emit(job, error=exc)
@@ -462,24 +481,21 @@ class _Engine:
         if self._download_to is not None:
             job.slug = slug(msgspec.json.decode(body))
         journal = self._journal
-        if journal is not None and not self._resume(job, journal, model_id, body):
+        if not await self._resume(job, journal, model_id, body):
             return
         try:  # schema and media checks: a refusal costs nothing, and a rerun checks again
             preflight = await self._batch_preflight()
             body = await self.client._check(model_id, body, self._validate, preflight)
         except anyio.get_cancelled_exc_class():  # the client closed before this was sent
-            if journal is not None:
-                journal.rejected(str(job.key), "not sent: the client was closed")
+            await journal.rejected(str(job.key), "not sent: the client was closed")
             self._emit(job, error=RunComfyError(f"input {job.index}: not sent, client closed"))
             raise
         except RunComfyError as exc:
-            if journal is not None:
-                journal.rejected(str(job.key), str(exc))
+            await journal.rejected(str(job.key), str(exc))
             self._emit(job, error=exc)
             return
         if self.closed:  # the batch ended while this was checked: nothing is sent now
-            if journal is not None:
-                journal.rejected(str(job.key), "not sent: the batch ended")
+            await journal.rejected(str(job.key), "not sent: the batch ended")
             self._emit(job, error=RunComfyError(f"input {job.index}: not sent, batch ended"))
             return
         job.sent = True
@@ -495,23 +511,19 @@ class _Engine:
                 model_id=model_id,
                 inputs=value,
             )
-            if journal is not None:
-                journal.unknown(str(job.key), str(unknown))
+            await journal.unknown(str(job.key), str(unknown))
             self._emit(job, error=unknown)
             raise
         except SubmissionUnknownError as exc:
-            if journal is not None:
-                journal.unknown(str(job.key), str(exc))
+            await journal.unknown(str(job.key), str(exc))
             self._emit(job, error=exc)
             return
         except RunComfyError as exc:  # refused before a job existed: a rerun sends it again
-            if journal is not None:
-                journal.rejected(str(job.key), str(exc))
+            await journal.rejected(str(job.key), str(exc))
             self._emit(job, error=exc)
             return
         job.request_id = request.request_id
-        if journal is not None:
-            journal.tracked(str(job.key), request.request_id)
+        await journal.tracked(str(job.key), request.request_id)
         self._follow(job, request)
 
     async def _batch_preflight(self) -> Preflight | bool:
@@ -522,12 +534,12 @@ class _Engine:
                 self._checker = await self.client._preflighter()
             return self._checker
 
-    def _resume(self, job: Job, journal: Journal, model_id: str, body: bytes) -> bool:
+    async def _resume(self, job: Job, journal: BatchJournal, model_id: str, body: bytes) -> bool:
         """Settle `job` from the journal; True when it is to be submitted now (the journal
         marked it `sending` in the same transaction as it claimed it)."""
         key = str(job.key)
         try:
-            row = journal.claim(
+            row = await journal.claim(
                 key,
                 job.index,
                 job.line,
@@ -550,7 +562,7 @@ class _Engine:
         if row.send:
             return True
         if row.state.finished:
-            self._replay(job, row)
+            await self._replay(job, row)
         elif row.state is Entry.TRACKED and row.request_id is not None:
             self._follow(job, Request(row.request_id, model_id, self.client))  # re-attach
         elif row.state in (Entry.SENDING, Entry.UNKNOWN):
@@ -565,13 +577,13 @@ class _Engine:
             raise RuntimeError(f"journal row {key!r} in state {row.state}: neither sent nor kept")
         return False
 
-    def _replay(self, job: Job, row: Row) -> None:
+    async def _replay(self, job: Job, row: Row) -> None:
         """Emit the outcome an earlier run recorded."""
         job.request_id = rid = row.request_id or ""
         if row.state is Entry.SUCCEEDED:
             output = Output(row.outputs or {})
             result = Result(request_id=rid, state=State.SUCCEEDED, output=output, cost=row.cost)
-            files = recorded_files(row.files)
+            files = await recorded_files(self._sink, row.files)
             if self._download_to is not None and files is None:
                 names = [Path(record["path"]).stem for record in row.files or ()]
                 self._deliver(job, result, resumed=True, names=names or None)  # saved anew
@@ -610,12 +622,58 @@ class _Engine:
         job = self._live.pop(tracker, None)
         if job is None:
             return  # abandoned by aclose()
+        outcome = tracker.outcome
+        if not self._journal.durable or not isinstance(outcome, Result | RequestFailedError):
+            self._settle_now(job, tracker)  # nothing to write first
+            return
+        # The outcome is written before its item is made, in the background (a journal may
+        # be a server); the journal stays open until it is.
+        self._writes += 1
+        if self._written.is_set():
+            self._written = anyio.Event()
+        try:
+            spawned = self.client._spawn(lambda: self._write_then_settle(job, tracker))
+        except RunComfyError:  # the client is closed
+            spawned = False
+        if not spawned:  # the item without the write: a rerun re-attaches to the request
+            self._wrote()
+            self._settle_now(job, tracker)
+
+    def _wrote(self) -> None:
+        self._writes -= 1
+        if not self._writes:
+            self._written.set()
+
+    async def _write_then_settle(self, job: Job, tracker: Tracker) -> None:
+        outcome = tracker.outcome
+        try:
+            if isinstance(outcome, Result):
+                mismatch = _mismatch(outcome)
+                if mismatch is not None:
+                    await self._record(job, Entry.FAILED, outcome, error=str(mismatch))
+                else:
+                    await self._record(job, Entry.SUCCEEDED, outcome)
+            elif isinstance(outcome, RequestFailedError):
+                cancelled = isinstance(outcome, RequestCancelledError)
+                state = Entry.CANCELLED if cancelled else Entry.FAILED
+                await self._record(job, state, tracker.result)
+        except Exception as exc:  # e.g. an output the journal cannot encode
+            self._broke_item(job, "recording its outcome", exc)
+        else:
+            self._settle_now(job, tracker)
+        finally:
+            self._wrote()
+            if self._wound_up:
+                await self._close_journal()
+
+    def _settle_now(self, job: Job, tracker: Tracker) -> None:
         try:
             self._settle(job, tracker)
-        except Exception as exc:  # e.g. an output the journal cannot encode
-            self._broke(job, "recording its outcome", exc)
+        except Exception as exc:
+            self._broke_item(job, "recording its outcome", exc)
 
     def _settle(self, job: Job, tracker: Tracker) -> None:
+        """Make the item of a request that ended (its outcome is in the journal already)."""
         outcome = tracker.outcome
         if outcome is EXPIRED:
             queued = tracker.state in (None, State.IN_QUEUE)
@@ -630,27 +688,13 @@ class _Engine:
                 timeout=self._timeout or 0.0,
             )
             self._emit(job, error=error)
-        elif isinstance(outcome, Result) and outcome.model_mismatch:
-            # Another model's output must not pass for this input's: the item is an error
-            # (its result attached), and the journal says failed, so a rerun neither takes
-            # it as a success nor pays for the input again unasked.
-            mismatch = ModelMismatchError(
-                f"request {outcome.request_id} was submitted to {outcome.submitted_model_id} "
-                f"but RunComfy's result is of {outcome.model_id}: not taken as a success",
-                request_id=outcome.request_id,
-                model_id=str(outcome.model_id),
-                submitted_model_id=str(outcome.submitted_model_id),
-                result=outcome,
-            )
-            self._record(job, Entry.FAILED, outcome, error=str(mismatch))
-            self._emit(job, result=outcome, error=mismatch)
         elif isinstance(outcome, Result):
-            self._record(job, Entry.SUCCEEDED, outcome)
-            self._deliver(job, outcome)
+            mismatch = _mismatch(outcome)
+            if mismatch is not None:
+                self._emit(job, result=outcome, error=mismatch)
+            else:
+                self._deliver(job, outcome)
         elif isinstance(outcome, RunComfyError):
-            if isinstance(outcome, RequestFailedError):
-                cancelled = isinstance(outcome, RequestCancelledError)
-                self._record(job, Entry.CANCELLED if cancelled else Entry.FAILED, tracker.result)
             self._emit(job, error=outcome)
         else:
             raise TypeError(f"a tracker ended with {outcome!r}")
@@ -677,15 +721,14 @@ class _Engine:
             self._emit(job, result=result, error=closed, resumed=resumed)
             raise
         except Exception as exc:
-            self._broke(job, "saving its outputs", exc, result=result)
+            await self._broke(job, "saving its outputs", exc, result=result)
 
     async def _save(self, job: Job, result: Result, resumed: bool, names: list[str] | None) -> None:
-        assert self._download_to is not None
         try:
             files = await download_result(
                 await self.client._downloads(),
                 result,
-                self._download_to,
+                self._sink,
                 key=str(job.key),
                 template=self._template,
                 index=job.index,
@@ -700,17 +743,15 @@ class _Engine:
             error = InvalidInputError(f"name_template: {exc}")
             self._emit(job, result=result, error=error, resumed=resumed)
             return
-        if self._journal is not None:  # the names chosen now are the names from now on
-            self._journal.files(str(job.key), file_records(files))
+        # The names chosen now are the names from now on.
+        await self._journal.files(str(job.key), file_records(files))
         self._emit(job, result=result, resumed=resumed, files=tuple(files))
 
-    def _record(
+    async def _record(
         self, job: Job, state: Entry, result: Result | None, *, error: str | None = None
     ) -> None:
-        if self._journal is None:
-            return
         output = result.output.data if result is not None and result.output else None
-        self._journal.finished(
+        await self._journal.finished(
             str(job.key),
             state,
             outputs=output,
@@ -789,8 +830,8 @@ class _Engine:
                     return False
                 cancelled = landed is True
             if cancelled:
-                if self._journal is not None:  # it never ran: a rerun sends it again
-                    self._journal.rejected(str(job.key), f"cancelled when {why}")
+                # It never ran: a rerun sends it again.
+                await self._journal.rejected(str(job.key), f"cancelled when {why}")
                 return True
         if report:
             self.unfinished.append(request_id)
@@ -813,6 +854,25 @@ class _Engine:
         if isinstance(outcome, Result | RequestFailedError):
             return False
         return None
+
+
+def _mismatch(outcome: Result) -> ModelMismatchError | None:
+    """The error of a result of another model than the one submitted to, if it is one.
+
+    Another model's output must not pass for this input's: the item is an error (its result
+    attached), and the journal says failed, so a rerun neither takes it as a success nor
+    pays for the input again unasked.
+    """
+    if not outcome.model_mismatch:
+        return None
+    return ModelMismatchError(
+        f"request {outcome.request_id} was submitted to {outcome.submitted_model_id} "
+        f"but RunComfy's result is of {outcome.model_id}: not taken as a success",
+        request_id=outcome.request_id,
+        model_id=str(outcome.model_id),
+        submitted_model_id=str(outcome.submitted_model_id),
+        result=outcome,
+    )
 
 
 def _encode(value: Any) -> tuple[str, bytes]:

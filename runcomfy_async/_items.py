@@ -6,9 +6,9 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._download import DownloadedFile
 from ._errors import RunComfyError
 from ._inputs import ModelInput
+from ._sink import DownloadedFile
 from ._wire import Result, State
 
 __all__ = ["Change", "Item", "Numbered", "Progress"]

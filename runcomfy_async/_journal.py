@@ -10,14 +10,12 @@ import sqlite3
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from ._download import DownloadedFile
 from ._errors import ConfigurationError
 from ._lock import FileLock, JournalBusyError
 
@@ -256,13 +254,16 @@ def _format_error(path: str, version: str | None) -> str:
 
 
 class Journal:
-    """Write-ahead record of a batch in one SQLite file (WAL; no server), held by one run.
+    """Write-ahead record of a batch in one SQLite file (WAL; no server), held by one run:
+    the SQLite BatchJournal (see _journals).
 
     Every change is its own committed transaction: the intent is on disk before a submit is
     sent, and the request_id as soon as it arrives. Writes are small and WAL-appended, so
     they are made inline rather than through a thread. The run holds an exclusive lock on
     `<path>.lock` while the journal is open: a second run is refused (JournalBusyError).
     """
+
+    durable = True
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -310,7 +311,7 @@ class Journal:
             raise ConfigurationError(f"{self.path} is not a usable batch journal: {exc}") from exc
         return db
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._db.close()
         self._lock.close()
 
@@ -324,7 +325,7 @@ class Journal:
             raise
         self._db.execute("COMMIT")
 
-    def claim(
+    async def claim(
         self,
         key: str,
         index: int,
@@ -403,16 +404,16 @@ class Journal:
             f"UPDATE items SET state=?{columns} WHERE key=?", (state.value, *fields.values(), key)
         )
 
-    def tracked(self, key: str, request_id: str) -> None:
+    async def tracked(self, key: str, request_id: str) -> None:
         self._set(key, Entry.TRACKED, request_id=request_id)
 
-    def unknown(self, key: str, error: str) -> None:
+    async def unknown(self, key: str, error: str) -> None:
         self._set(key, Entry.UNKNOWN, error=_dump(error))
 
-    def rejected(self, key: str, error: str) -> None:
+    async def rejected(self, key: str, error: str) -> None:
         self._set(key, Entry.REJECTED, error=_dump(error))
 
-    def finished(
+    async def finished(
         self,
         key: str,
         state: Entry,
@@ -430,50 +431,17 @@ class Journal:
             finished_at=time.time(),
         )
 
-    def files(self, key: str, files: list[dict[str, Any]]) -> None:
+    async def files(self, key: str, files: list[dict[str, Any]]) -> None:
         """Record downloaded files (path, size, sha256) of a finished input."""
         self._db.execute("UPDATE items SET files=? WHERE key=?", (_dump(files), key))
 
-    def counts(self) -> dict[str, int]:
+    async def counts(self) -> dict[str, int]:
         """How many inputs stand in each state."""
         rows = self._db.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall()
         return {state: count for state, count in rows}
 
-
-def file_records(files: list[DownloadedFile]) -> list[dict[str, Any]]:
-    """Downloaded files as the journal records them."""
-    return [_file_record(file) for file in files]
-
-
-def _file_record(file: DownloadedFile) -> dict[str, Any]:
-    return {
-        "url": file.url,
-        "path": str(file.path),
-        "size": file.size,
-        "sha256": file.sha256,
-        "content_type": file.content_type,
-    }
-
-
-def recorded_files(records: list[dict[str, Any]] | None) -> tuple[DownloadedFile, ...] | None:
-    """Files an earlier run downloaded, if they are all still there with their size."""
-    if records is None:
-        return None
-    files = []
-    for record in records:
-        path = Path(record["path"])
-        try:
-            if path.is_symlink() or path.stat().st_size != record["size"]:
-                return None
-        except OSError:
-            return None
-        files.append(
-            DownloadedFile(
-                url=record["url"],
-                path=path,
-                size=record["size"],
-                sha256=record["sha256"],
-                content_type=record.get("content_type"),
-            )
-        )
-    return tuple(files)
+    async def rows(self) -> AsyncIterator[JournalRow]:
+        """Every input the journal holds, in input order."""
+        found = self._db.execute(f"SELECT {_COLUMNS} FROM items ORDER BY idx, key").fetchall()
+        for record in found:
+            yield _journal_row(record)

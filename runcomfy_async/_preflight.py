@@ -10,11 +10,12 @@ from typing import Any, Self
 
 import aiohttp
 import anyio
+from aiohttp.abc import AbstractResolver
 from yarl import URL
 
-from . import _download
-from ._download import Downloader, Refused, describe, redact
+from ._download import Downloader
 from ._errors import ConfigurationError, PreflightError
+from ._guard import Refused, describe, follow, redact
 from ._imagesize import KINDS, Measurement, NeedMore, image_size, measure_bytes, measure_data_uri
 from ._rules import MediaKind, MediaRule, MediaSpec
 
@@ -41,8 +42,9 @@ class Preflight:
     Reads at most `max_header_bytes` of each URL, with no Authorization header or cookies, over
     `downloader`'s session if given (borrowed, left open) or one of its own; refuses what a
     download would refuse (http but to loopback when `allow_loopback`, private addresses,
-    user info). `timeout` bounds the measuring of one URL, redirects included (seconds). Each
-    URL is measured once per instance, however many checks name it; make one per batch.
+    user info); `resolver` looks names up for a session of its own. `timeout` bounds the
+    measuring of one URL, redirects included (seconds). Each URL is measured once per
+    instance, however many checks name it; make one per batch.
     `bytes_read` counts body bytes read (all URLs); `bytes_read_per_url` per URL.
     """
 
@@ -55,6 +57,7 @@ class Preflight:
         max_redirects: int = 3,
         connections: int = 8,
         downloader: Downloader | None = None,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         if max_header_bytes < FIRST_READ or max_redirects < 0 or not timeout > 0:
             raise ConfigurationError(
@@ -71,6 +74,7 @@ class Preflight:
         self._borrowed = downloader
         self._owned: Downloader | None = None
         self._connections = connections
+        self._resolver = resolver
         self._opening = anyio.Lock()
         self._cache: dict[str, _Flight] = {}
         self._closed = False
@@ -159,6 +163,7 @@ class Preflight:
                     timeout=self.timeout,
                     connections=self._connections,
                     max_redirects=self.max_redirects,
+                    resolver=self._resolver,
                 )
                 await downloader.__aenter__()
                 self._owned = downloader
@@ -216,7 +221,7 @@ class Preflight:
     ) -> tuple[URL, aiohttp.ClientResponse] | None:
         """A GET of bytes start..stop-1 of `url`; None if the file has no byte at `start`."""
         headers = {"Range": f"bytes={start}-{stop - 1}", "Accept-Encoding": "identity"}
-        current, response = await _download.follow(
+        current, response = await follow(
             session,
             "GET",
             url,
@@ -247,7 +252,7 @@ class Preflight:
     async def _head_size(self, session: aiohttp.ClientSession, url: URL) -> int | None:
         """Content-Length of a HEAD of `url`, or None (a failed HEAD only loses the size)."""
         try:
-            _, response = await _download.follow(
+            _, response = await follow(
                 session,
                 "HEAD",
                 url,

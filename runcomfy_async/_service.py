@@ -51,13 +51,15 @@ class Service:
             self._run(self._receive), name=self._name
         )
 
-    def spawn(self, work: Work) -> None:
-        """Run `work` in the service (starting it if needed); never blocks."""
+    def spawn(self, work: Work) -> bool:
+        """Run `work` in the service (starting it if needed); never blocks. False when it
+        was dropped (the service is closing)."""
         self.start()
         if self.closed or self._send is None:
             logger.debug("the client is closing: background work %r dropped", work)
-            return
+            return False
         self._send.send_nowait(work)
+        return True
 
     async def close(self) -> None:
         """Cancel everything the service runs and wait until it has stopped."""

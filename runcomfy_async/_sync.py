@@ -24,7 +24,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._client import Client
 from ._config import Timeouts
-from ._download import DEFAULT_TEMPLATE, DownloadedFile
+from ._download import DEFAULT_TEMPLATE
 from ._errors import RunComfyError
 from ._fanout import Batch
 from ._inputs import ModelInput
@@ -32,6 +32,7 @@ from ._items import BatchInput, Change, Item, Progress
 from ._policy import PollPolicy
 from ._request import Request
 from ._retry import Clock, RetryPolicy, Sleep
+from ._sink import DownloadedFile
 from ._telemetry import Telemetry
 from ._wire import CancelOutcome, ModelInfo, Result, State, Status
 

@@ -11,7 +11,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,11 @@ from multidict import CIMultiDict
 from yarl import URL
 
 import runcomfy_async as rc
-from runcomfy_async import _download, models
-from runcomfy_async._download import DownloadedFile, Downloader, download_result
+from runcomfy_async import _guard, _place, _sink, models
+from runcomfy_async._download import Downloader, download_result
 from runcomfy_async._errors import DownloadError
+from runcomfy_async._guard import Refused
+from runcomfy_async._sink import DownloadedFile, Sink, Stored
 from runcomfy_async.simulator import FaultRule, ModelProfile, Simulator, SimulatorConfig
 from tests.conftest import CANARY
 
@@ -129,7 +131,7 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         return await real(self, *args, **kwargs)
 
     monkeypatch.setattr(aiohttp.TCPConnector, "_wrap_create_connection", guard)
-    monkeypatch.setattr(_download, "_inner_resolver", lambda: Names({}))
+    monkeypatch.setattr(aiohttp.resolver.DefaultResolver, "resolve", Names({}).resolve)
     yield
     assert refused == [], "a connection to a non-loopback address was attempted"
 
@@ -277,7 +279,7 @@ async def test_redirect_hops_carry_no_authorization_or_cookies(tmp_path: Path) -
 def cdn_stands_for_a_public_host(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
     """Lets one loopback URL prefix pass the URL policy, as if it were a public https host,
     so a test can watch where its redirects may not go with allow_loopback=False."""
-    real = _download.url_refusal
+    real = _guard.url_refusal
 
     def allow(prefix: str) -> None:
         def policy(url: URL, *, allow_loopback: bool) -> str | None:
@@ -285,7 +287,7 @@ def cdn_stands_for_a_public_host(monkeypatch: pytest.MonkeyPatch) -> Callable[[s
                 return None
             return real(url, allow_loopback=allow_loopback)
 
-        monkeypatch.setattr(_download, "url_refusal", policy)
+        monkeypatch.setattr(_guard, "url_refusal", policy)
 
     return allow
 
@@ -307,7 +309,6 @@ async def test_a_redirect_to_loopback_is_refused_unless_allowed(
     cdn_stands_for_a_public_host: Callable[[str], None],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_download, "_inner_resolver", lambda: Names({"rebind.test": "127.0.0.1"}))
     async with Host(png).serve() as target:
         port = URL(target.url).port
         where = location.format(port=port)
@@ -315,7 +316,8 @@ async def test_a_redirect_to_loopback_is_refused_unless_allowed(
         async def bounce(_: web.Request) -> web.StreamResponse:
             return web.Response(status=302, headers={"Location": where})
 
-        async with Host(bounce).serve() as cdn, Downloader() as downloader:
+        names = Names({"rebind.test": "127.0.0.1"})
+        async with Host(bounce).serve() as cdn, Downloader(resolver=names) as downloader:
             cdn_stands_for_a_public_host(cdn.url)
             with pytest.raises(DownloadError, match="redirect to") as caught:
                 await downloader.fetch(f"{cdn.url}/x.png", tmp_path, "out")
@@ -411,13 +413,13 @@ async def test_a_content_length_over_the_cap_is_refused_before_reading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     opened: list[Any] = []
-    real_open = _download._open_temp
+    real_open = _place.open_temp
 
     def spy(*args: Any) -> Any:
         opened.append(args)
         return real_open(*args)
 
-    monkeypatch.setattr(_download, "_open_temp", spy)
+    monkeypatch.setattr(_sink, "open_temp", spy)
 
     async def huge(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "image/png"})
@@ -620,3 +622,53 @@ async def test_a_download_leaves_no_open_resource(tmp_path: Path) -> None:
                 await download(f"{host.url}/x.png", tmp_path / "out.png")  # a file, not a dir
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+# ------------------------------------------------------------------ the sink seam
+
+
+class MemorySink:
+    """A sink in a dict, as an object store would be: streamed in, refusing other bytes."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.chunks = 0
+
+    async def put(
+        self,
+        name: str,
+        chunks: AsyncIterable[bytes],
+        content_type: str | None,
+        *,
+        overwrite: bool = False,
+    ) -> Stored:
+        data = b""
+        async for chunk in chunks:
+            self.chunks += 1
+            data += chunk
+        location = f"mem://bucket/{name}"
+        if self.objects.get(location, data) != data and not overwrite:
+            raise Refused(f"a different {name} exists")
+        self.objects[location] = data
+        return Stored(location, len(data), sha256(data))
+
+    async def holds(self, location: str, size: int) -> bool:
+        return len(self.objects.get(location, b"")) == size
+
+    def path(self, location: str) -> Path:
+        return Path(location.removeprefix("mem://"))
+
+
+async def test_outputs_go_to_the_sink_given_instead_of_a_folder(tmp_path: Path) -> None:
+    sink = MemorySink()
+    typed: Sink = sink  # mypy: a sink of one's own is what download_result takes
+    assert typed is sink
+    async with Host(png).serve() as host, Downloader(allow_loopback=True) as downloader:
+        (saved,) = await download_result(downloader, result_of(f"{host.url}/a.png"), sink)
+        sink.objects["mem://bucket/req-1-0.png"] = b"other bytes"
+        with pytest.raises(DownloadError, match=r"a different req-1-0\.png exists"):
+            await download_result(downloader, result_of(f"{host.url}/a.png"), sink)
+    assert saved.path == Path("bucket/req-1-0.png")
+    assert (saved.size, saved.sha256) == (len(PNG), sha256(PNG))
+    assert sink.chunks >= 1
+    assert files_in(tmp_path) == []  # nothing on disk

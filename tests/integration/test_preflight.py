@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
-from runcomfy_async import PreflightError, _download
+from runcomfy_async import PreflightError
 from runcomfy_async._download import Downloader
 from runcomfy_async._errors import ConfigurationError, InvalidInputError
 from runcomfy_async._preflight import Preflight
@@ -410,8 +410,7 @@ async def test_redirects_are_followed_up_to_three_hops(host: Host, preflight: Pr
 async def test_private_and_unsafe_addresses_are_refused_without_loopback(
     url: str, reason: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_download, "_inner_resolver", lambda: Names({"intranet.test": "10.1.2.3"}))
-    async with Preflight() as checker:
+    async with Preflight(resolver=Names({"intranet.test": "10.1.2.3"})) as checker:
         with pytest.raises(PreflightError, match=r"^promptImage: ") as caught:
             await check_one(checker, url)
     assert reason in str(caught.value)

@@ -15,20 +15,15 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 import runcomfy_async as rc
-from runcomfy_async import _download
-from runcomfy_async._download import (
+from runcomfy_async._download import Downloader, download_result, extension, render_stem, sanitize
+from runcomfy_async._errors import DownloadError
+from runcomfy_async._guard import (
     BlockedAddressError,
-    Downloader,
     GuardedResolver,
     address_refusal,
-    download_result,
-    extension,
     redact,
-    render_stem,
-    sanitize,
     url_refusal,
 )
-from runcomfy_async._errors import DownloadError
 
 # ------------------------------------------------------------------ names
 
@@ -262,7 +257,8 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         raise OSError("test: no connections allowed")
 
     monkeypatch.setattr(aiohttp.TCPConnector, "_wrap_create_connection", refuse)
-    monkeypatch.setattr(_download, "_inner_resolver", FakeResolver)  # no addresses at all
+    # No addresses at all for any name a downloader of aiohttp's resolver would look up.
+    monkeypatch.setattr(aiohttp.resolver.DefaultResolver, "resolve", FakeResolver().resolve)
     return attempts
 
 
@@ -295,8 +291,7 @@ async def test_a_host_resolving_to_a_private_address_is_refused_at_connect_time(
 ) -> None:
     # What DNS rebinding would do: the name passes the URL check, the address does not.
     fake = FakeResolver("10.1.2.3")
-    monkeypatch.setattr(_download, "_inner_resolver", lambda: fake)
-    async with Downloader() as downloader:
+    async with Downloader(resolver=fake) as downloader:
         with pytest.raises(DownloadError, match=r"10\.1\.2\.3 is a private address") as caught:
             await downloader.fetch("https://files.example/x.png?X-Signature=s3cr3t", tmp_path, "o")
     assert fake.asked == ["files.example"]

@@ -22,7 +22,7 @@ PUBLIC_PRIVATE_MODULES = [
     "runcomfy_async._request",
     "runcomfy_async._config",
     "runcomfy_async._cost",
-    "runcomfy_async._download",
+    "runcomfy_async._sink",
     "runcomfy_async._errors",
     "runcomfy_async._fanout",
     "runcomfy_async._files",

@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from ._errors import (
+from .._errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
@@ -31,8 +31,8 @@ from ._errors import (
     UnexpectedResponseError,
     WaitTimeoutError,
 )
-from ._items import Item, Progress
-from ._wire import Result
+from .._items import Item, Progress
+from .._wire import Result
 
 __all__ = [
     "EPILOG",

@@ -14,10 +14,19 @@ from typing import Any
 
 import anyio
 
-from ._cli_gallery import write_gallery
-from ._cli_interrupt import catch_ctrl_c
-from ._cli_manifest import skipped_row, word, write_manifest
-from ._cli_output import (
+from .._client import Client
+from .._cost import CostEstimate, estimate_cost
+from .._errors import RequestCancelledError, SubmissionUnknownError
+from .._files import from_json
+from .._inputs import encode_inputs
+from .._items import Item, Numbered
+from .._journal import Entry, JournalRow, Keys, read_journal, will_submit
+from .._journals import open_journal
+from .._wire import ModelInfo
+from .gallery import write_gallery
+from .interrupt import catch_ctrl_c
+from .manifest import skipped_row, word, write_manifest
+from .output import (
     EXIT_INTERRUPTED,
     CommandError,
     ProgressDisplay,
@@ -27,14 +36,6 @@ from ._cli_output import (
     warn,
     writable_folder,
 )
-from ._client import Client
-from ._cost import CostEstimate, estimate_cost
-from ._errors import RequestCancelledError, SubmissionUnknownError
-from ._files import from_json
-from ._inputs import encode_inputs
-from ._items import Item, Numbered
-from ._journal import Entry, Journal, JournalRow, Keys, read_journal, will_submit
-from ._wire import ModelInfo
 
 __all__ = ["InputFile", "run_batch"]
 
@@ -228,19 +229,19 @@ def _budget(
         )
 
 
-def _forget_lost_simulator(journal: Path, rows: list[JournalRow]) -> list[JournalRow]:
+async def _forget_lost_simulator(journal: Path, rows: list[JournalRow]) -> list[JournalRow]:
     """--simulate: the in-process simulator of an earlier run died with it, so its requests
     can be neither found nor paid for: mark them not sent, to be submitted again."""
     lost = {row.key for row in rows if row.state in (Entry.TRACKED, Entry.SENDING, Entry.UNKNOWN)}
     if not lost:
         return rows
     why = "the simulator of an earlier --simulate run is gone: submitted again"
-    held = Journal(journal)
+    held = await open_journal(journal)
     try:
         for key in lost:
-            held.rejected(key, why)
+            await held.rejected(key, why)
     finally:
-        held.close()
+        await held.close()
     warn(
         f"--simulate: {len(lost)} requests of an earlier run were in its simulator, which is "
         "gone; they are submitted again (a simulation costs nothing)"
@@ -256,7 +257,7 @@ async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: 
     manifest = out / "manifest.jsonl"
     rows = read_journal(journal)  # an unusable journal is refused before anything else
     if args.simulate:
-        rows = _forget_lost_simulator(journal, rows)
+        rows = await _forget_lost_simulator(journal, rows)
     done_before = {row.key for row in rows if row.state.finished}
     spent = sum(row.spent for row in rows)
     async with open_client(args) as client:

@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ._files import shown
-from ._journal import Entry, JournalRow
+from .._files import shown
+from .._journal import Entry, JournalRow
 
 __all__ = ["WORDS", "skipped_row", "word", "write_manifest"]
 

@@ -6,8 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ._cli_output import usd
-from ._wire import ModelInfo
+from .._wire import ModelInfo
+from .output import usd
 
 __all__ = ["describe_model", "field_lines", "list_line", "shape"]
 

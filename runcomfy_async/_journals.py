@@ -1,0 +1,176 @@
+"""The journal seam of a batch: the BatchJournal protocol, the null journal, open_journal()."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._errors import ConfigurationError
+from ._journal import Entry, Journal, JournalRow, Row
+
+if TYPE_CHECKING:
+    from ._pgjournal import PgJournal
+
+__all__ = ["BatchJournal", "NullJournal", "open_journal"]
+
+#: Journal specs naming a PostgreSQL database rather than a SQLite file.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+class BatchJournal(Protocol):
+    """Where a batch writes each input's fate ahead of acting on it, so a rerun resumes.
+
+    One run holds a journal at a time. Every method is a committed write (or read): the
+    intent is recorded before a submit is sent (`claim` with `Row.send`), the request_id as
+    soon as it arrives (`tracked`). Async because a journal may live on a server
+    (PostgreSQL); the SQLite one writes inline. `durable` is False only for the NullJournal:
+    then items keep their index as key and nothing survives the run.
+    """
+
+    durable: bool
+
+    async def claim(
+        self,
+        key: str,
+        index: int,
+        line: int | None,
+        model_id: str,
+        body: bytes,
+        *,
+        retry_failed: bool,
+        resubmit_unknown: bool,
+    ) -> Row:
+        """Record that this run read `key`; what earlier runs left of it. When it is to be
+        submitted now, it is marked `sending` in the same transaction (`Row.send`)."""
+        ...
+
+    async def tracked(self, key: str, request_id: str) -> None:
+        """RunComfy accepted the input's submit as `request_id`."""
+        ...
+
+    async def unknown(self, key: str, error: str) -> None:
+        """The submit may have left and its outcome is unknown: never resent unasked."""
+        ...
+
+    async def rejected(self, key: str, error: str) -> None:
+        """Refused before any job existed (or cancelled while queued): a rerun sends it."""
+        ...
+
+    async def finished(
+        self,
+        key: str,
+        state: Entry,
+        *,
+        outputs: dict[str, Any] | None,
+        error: Any,
+        cost: float | None,
+    ) -> None:
+        """The request ended: succeeded, failed or cancelled, with what RunComfy said."""
+        ...
+
+    async def files(self, key: str, files: list[dict[str, Any]]) -> None:
+        """The outputs saved for a finished input (location, size, sha256, url)."""
+        ...
+
+    async def counts(self) -> dict[str, int]:
+        """How many inputs stand in each state."""
+        ...
+
+    def rows(self) -> AsyncIterator[JournalRow]:
+        """Every input the journal holds, in input order (for a manifest or a status)."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of the journal (its lock, its connection)."""
+        ...
+
+
+class NullJournal:
+    """The journal of a batch without one: it records nothing, and every input is sent."""
+
+    durable = False
+
+    async def claim(
+        self,
+        key: str,
+        index: int,
+        line: int | None,
+        model_id: str,
+        body: bytes,
+        *,
+        retry_failed: bool,
+        resubmit_unknown: bool,
+    ) -> Row:
+        return Row(key, Entry.NEW, None, None, None, None, None, False, send=True)
+
+    async def tracked(self, key: str, request_id: str) -> None:
+        pass
+
+    async def unknown(self, key: str, error: str) -> None:
+        pass
+
+    async def rejected(self, key: str, error: str) -> None:
+        pass
+
+    async def finished(
+        self,
+        key: str,
+        state: Entry,
+        *,
+        outputs: dict[str, Any] | None,
+        error: Any,
+        cost: float | None,
+    ) -> None:
+        pass
+
+    async def files(self, key: str, files: list[dict[str, Any]]) -> None:
+        pass
+
+    async def counts(self) -> dict[str, int]:
+        return {}
+
+    async def rows(self) -> AsyncIterator[JournalRow]:
+        return
+        yield  # an async generator that yields nothing
+
+    async def close(self) -> None:
+        pass
+
+
+def is_postgres(spec: str | os.PathLike[str]) -> bool:
+    """Whether a journal spec names a PostgreSQL database (a URL), not a SQLite file."""
+    return isinstance(spec, str) and spec.startswith(POSTGRES_SCHEMES)
+
+
+async def open_journal(
+    spec: str | os.PathLike[str] | None, *, batch: str | None = None
+) -> BatchJournal:
+    """The journal a batch writes to: none (NullJournal), a SQLite file (a path), or a
+    PostgreSQL database (a `postgresql://` or `postgres://` URL, with the `[postgres]` extra:
+    `runcomfy_async._pgjournal.open_journal(spec, batch)` is awaited for it; `batch` names
+    the batch there, and means nothing to a SQLite file, which holds one batch).
+
+    Raises ConfigurationError for a journal that cannot be used, JournalBusyError when
+    another run holds it.
+    """
+    if spec is None:
+        return NullJournal()
+    if is_postgres(spec):
+        try:
+            module = importlib.import_module("runcomfy_async._pgjournal")
+        except ImportError as exc:
+            raise ConfigurationError(
+                "a PostgreSQL journal needs the [postgres] extra: "
+                "pip install 'runcomfy-async[postgres]'"
+            ) from exc
+        journal: BatchJournal = await module.open_journal(spec, batch)
+        return journal
+    return Journal(spec)
+
+
+if TYPE_CHECKING:  # mypy checks that every journal is a BatchJournal
+
+    def _conforms(sqlite: Journal, pg: PgJournal, null: NullJournal) -> list[BatchJournal]:
+        return [sqlite, pg, null]
