@@ -27,6 +27,7 @@ from ._config import Timeouts
 from ._download import DEFAULT_TEMPLATE
 from ._errors import RunComfyError
 from ._fanout import Batch
+from ._files import INLINE_MAX_BYTES, UPLOAD_EXPIRES, Uploader
 from ._inputs import ModelInput
 from ._items import BatchInput, Change, Item, Progress
 from ._policy import PollPolicy
@@ -180,6 +181,9 @@ class SyncClient:
         cancel_on_interrupt: bool = True,
         validate: bool = True,
         preflight: bool = False,
+        uploads: str | Uploader | None = None,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
+        upload_expires: float = UPLOAD_EXPIRES,
         not_found_grace: float = 15.0,
         cancel_grace: float = 5.0,
         sleep: Sleep | None = None,
@@ -203,6 +207,9 @@ class SyncClient:
             cancel_on_interrupt=cancel_on_interrupt,
             validate=validate,
             preflight=preflight,
+            uploads=uploads,
+            inline_max_bytes=inline_max_bytes,
+            upload_expires=upload_expires,
             not_found_grace=not_found_grace,
             cancel_grace=cancel_grace,
             sleep=sleep,

@@ -258,22 +258,32 @@ class Tally:
 
 
 class ProgressDisplay:
-    """Live batch progress on stderr: a bar redrawn in place on a terminal, else a plain line
-    every few seconds. `total` is the number of inputs; `tally` counts resumed items, which
-    are left out of the rate."""
+    """Live batch progress on stderr: a line redrawn in place on a terminal (cut to its width,
+    so it never wraps), else a plain line every few seconds. `total` is the number of inputs;
+    `tally` counts resumed items (left out of the rate) and the cost so far."""
 
-    def __init__(self, total: int, tally: Tally, *, tty: bool, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        total: int,
+        tally: Tally,
+        *,
+        tty: bool,
+        clock: Callable[[], float],
+        width: Callable[[], int] = lambda: 100,
+    ) -> None:
         self.total = total
         self.tally = tally
         self.tty = tty
         self._clock = clock
+        self._width = width
         self._started = clock()
         self._shown = ""
 
     @classmethod
     def for_stderr(cls, total: int, tally: Tally) -> ProgressDisplay:
         isatty = getattr(sys.stderr, "isatty", None)
-        return cls(total, tally, tty=bool(isatty and isatty()), clock=time.monotonic)
+        tty = bool(isatty and isatty())
+        return cls(total, tally, tty=tty, clock=time.monotonic, width=_stderr_width)
 
     async def run(self, progress: Progress) -> None:
         """Redraw until cancelled."""
@@ -302,26 +312,52 @@ class ProgressDisplay:
 
     def text(self, progress: Progress) -> str:
         done = progress.done
-        counts = (
-            f"pending {progress.pending}, queued {progress.submitted + progress.queued}, "
-            f"running {progress.running}, succeeded {progress.succeeded}, "
-            f"failed {progress.failed}"
-        )
+        unread = max(self.total - progress.read, 0)  # not read yet: pending to the user too
+        states = [
+            ("pending", "pend", progress.pending + unread),
+            ("queued", "queue", progress.submitted + progress.queued),
+            ("running", "run", progress.running),
+            ("succeeded", "ok", progress.succeeded),
+            ("failed", "fail", progress.failed),
+        ]
         if progress.cancelled:
-            counts += f", cancelled {progress.cancelled}"
+            states.append(("cancelled", "cxl", progress.cancelled))
         if progress.unfinished:
-            counts += f", left running {progress.unfinished}"
+            states.append(("left running", "left", progress.unfinished))
         elapsed = max(self._clock() - self._started, 1e-9)
         live = max(done - self.tally.resumed, 0)
         rate = live / elapsed * 60.0  # items per minute, finished in this run
         left = max(self.total - done, 0)
         eta = duration(left / rate * 60.0) if rate > 0 else "?"
-        tail = f"{rate:.1f}/min, ETA {eta}"
+        cost = usd(self.tally.cost)
         if not self.tty:
-            return f"{done}/{self.total} done ({counts}), {tail}"
+            counts = ", ".join(f"{word} {n}" for word, _, n in states)
+            return f"{done}/{self.total} done ({counts}), {rate:.1f}/min, ETA {eta}, cost {cost}"
         filled = BAR_WIDTH * done // self.total if self.total else BAR_WIDTH
-        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-        return f"[{bar}] {done}/{self.total} {counts} | {tail}"
+        bar = "[" + "#" * filled + "-" * (BAR_WIDTH - filled) + "] "
+        tail = f"{rate:.1f}/min ETA {eta} | cost {cost}"
+        long = " ".join(f"{word} {n}" for word, _, n in states)
+        short = " ".join(f"{word} {n}" for _, word, n in states)
+        room = max(self._width() - 1, 20)  # the last column would wrap on some terminals
+        for line in (
+            f"{bar}{done}/{self.total} | {long} | {tail}",
+            f"{done}/{self.total} | {long} | {tail}",
+            f"{done}/{self.total} {short} | {tail}",
+        ):
+            if len(line) <= room:
+                return line
+        return line[:room]
+
+
+def _stderr_width() -> int:
+    """Columns of the terminal stderr writes to ($COLUMNS wins), else 100."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns or 100
+    except (OSError, ValueError, AttributeError):
+        return 100
 
 
 def print_summary(
