@@ -63,6 +63,7 @@ def main() -> int:
         )
     print()
     targets(sdk, raw, n)
+    print()
     ratio_targets(sdk, raw, p95=0.35 if n >= 5000 else None)  # issue 16's, at 5,000
     return 0 if not sdk.worker["errors"] else 1
 
