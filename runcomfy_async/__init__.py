@@ -9,6 +9,7 @@ async with rc.Client() as client:
 """
 
 from . import models  # registers the typed inputs, so dict inputs to their ids are checked
+from ._batch import Batch
 from ._client import Client
 from ._config import DEFAULT_BASE_URL, Timeouts
 from ._cost import CostEstimate, estimate_cost
@@ -20,6 +21,8 @@ from ._errors import (
     DownloadError,
     InsufficientBalanceError,
     InvalidInputError,
+    JournalBusyError,
+    JournalMismatchError,
     ModelMismatchError,
     NotFoundError,
     PermissionDeniedError,
@@ -35,18 +38,16 @@ from ._errors import (
     UnexpectedResponseError,
     WaitTimeoutError,
 )
-from ._fanout import Batch
 from ._inputs import ModelInput
 from ._items import Change, Item, Numbered, Progress
-from ._journal import JournalBusyError, JournalMismatchError, JournalRow, read_journal
+from ._journal import JournalRow, read_journal
 from ._policy import PollPolicy
 from ._request import Request
 from ._retry import RetryPolicy
 from ._sink import DownloadedFile
 from ._sync import BlockingBatch, BlockingIterator, SyncClient
+from ._version import __version__
 from ._wire import CancelOutcome, ModelInfo, Output, Result, State, Status
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -10,7 +10,7 @@ import anyio
 import msgspec
 
 from ._errors import BadRequestError, NotFoundError, RunComfyError
-from ._inputs import _TYPED
+from ._inputs import TYPED
 from ._preflight import Preflight
 from ._retry import Clock
 from ._schema import SchemaValidator, build_validator
@@ -98,7 +98,7 @@ class InputChecks:
         Inputs of a model with a typed input were checked by it already: the catalog is
         asked only when pre-flight needs the media rules.
         """
-        schema = validate and model_id not in _TYPED
+        schema = validate and model_id not in TYPED
         if not schema and preflight is None:
             return
         validator = await self.validator(model_id)

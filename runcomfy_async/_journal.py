@@ -16,10 +16,10 @@ from typing import Any
 
 import msgspec
 
-from ._errors import ConfigurationError
-from ._lock import FileLock, JournalBusyError
+from ._errors import ConfigurationError, JournalMismatchError
+from ._lock import FileLock
 
-__all__ = ["JournalBusyError", "JournalMismatchError", "JournalRow", "read_journal"]
+__all__ = ["JournalRow", "read_journal"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,10 +53,6 @@ _MIGRATE_1 = (
 _COLUMNS = (
     "key, idx, line, model_id, inputs, state, request_id, outputs, error, cost, files, attempts"
 )
-
-
-class JournalMismatchError(ConfigurationError):
-    """The journal belongs to another batch: a key it holds has different inputs now."""
 
 
 class Entry(enum.StrEnum):
@@ -140,13 +136,13 @@ class JournalRow:
         return len(self.attempts) + ran
 
 
-def _dump(value: Any) -> str:
+def dump(value: Any) -> str:
     """JSON text of a decoded answer, by msgspec: whatever the SDK could decode (e.g. an
     output nested ~950 levels deep, past json.dumps' recursion) it can record."""
     return msgspec.json.encode(value).decode()
 
 
-def _load(text: str) -> Any:
+def load(text: str) -> Any:
     return msgspec.json.decode(text)
 
 
@@ -221,23 +217,23 @@ def read_journal(path: str | os.PathLike[str]) -> list[JournalRow]:
             db.close()
     except sqlite3.DatabaseError as exc:
         raise ConfigurationError(f"{where} is not a usable batch journal: {exc}") from exc
-    return [_journal_row(record) for record in found]
+    return [journal_row(record) for record in found]
 
 
-def _journal_row(record: tuple[Any, ...]) -> JournalRow:
+def journal_row(record: tuple[Any, ...]) -> JournalRow:
     key, idx, line, model_id, inputs, state, rid, _, error, cost, files, attempts = record
     return JournalRow(
         key=key,
         index=idx,
         line=line,
         model_id=model_id,
-        inputs=_load(inputs),
+        inputs=load(inputs),
         state=Entry(state),
         request_id=rid,
-        error=_load(error) if error else None,
+        error=load(error) if error else None,
         cost=cost,
-        files=_load(files) if files else [],
-        attempts=_load(attempts) if attempts else [],
+        files=load(files) if files else [],
+        attempts=load(attempts) if attempts else [],
     )
 
 
@@ -369,10 +365,10 @@ class Journal:
                 key,
                 Entry(state),
                 request_id,
-                _load(outputs) if outputs else None,
-                _load(error) if error else None,
+                load(outputs) if outputs else None,
+                load(error) if error else None,
                 cost,
-                _load(files) if files else None,
+                load(files) if files else None,
                 duplicate=run == self.run,
             )
             if row.duplicate:
@@ -386,14 +382,14 @@ class Journal:
             if not send:
                 return row
             if row.state is Entry.FAILED:  # retried: the billed request goes to `attempts`
-                earlier = _load(tried) if tried else []
+                earlier = load(tried) if tried else []
                 earlier.append(
                     {"request_id": request_id, "state": state, "error": row.error, "cost": cost}
                 )
                 self._db.execute(
                     "UPDATE items SET attempts=?, request_id=NULL, outputs=NULL, error=NULL, "
                     "cost=NULL, files=NULL, finished_at=NULL WHERE key=?",
-                    (_dump(earlier), key),
+                    (dump(earlier), key),
                 )
             self._set(key, Entry.SENDING, sent_at=now)
             return Row(key, row.state, None, None, None, None, None, False, send=True)
@@ -408,10 +404,10 @@ class Journal:
         self._set(key, Entry.TRACKED, request_id=request_id)
 
     async def unknown(self, key: str, error: str) -> None:
-        self._set(key, Entry.UNKNOWN, error=_dump(error))
+        self._set(key, Entry.UNKNOWN, error=dump(error))
 
     async def rejected(self, key: str, error: str) -> None:
-        self._set(key, Entry.REJECTED, error=_dump(error))
+        self._set(key, Entry.REJECTED, error=dump(error))
 
     async def finished(
         self,
@@ -425,15 +421,15 @@ class Journal:
         self._set(
             key,
             state,
-            outputs=_dump(outputs) if outputs is not None else None,
-            error=_dump(error) if error is not None else None,
+            outputs=dump(outputs) if outputs is not None else None,
+            error=dump(error) if error is not None else None,
             cost=cost,
             finished_at=time.time(),
         )
 
     async def files(self, key: str, files: list[dict[str, Any]]) -> None:
         """Record downloaded files (path, size, sha256) of a finished input."""
-        self._db.execute("UPDATE items SET files=? WHERE key=?", (_dump(files), key))
+        self._db.execute("UPDATE items SET files=? WHERE key=?", (dump(files), key))
 
     async def counts(self) -> dict[str, int]:
         """How many inputs stand in each state."""
@@ -444,4 +440,4 @@ class Journal:
         """Every input the journal holds, in input order."""
         found = self._db.execute(f"SELECT {_COLUMNS} FROM items ORDER BY idx, key").fetchall()
         for record in found:
-            yield _journal_row(record)
+            yield journal_row(record)

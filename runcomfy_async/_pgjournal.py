@@ -36,16 +36,15 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, JournalMismatchError
 from ._journal import (
     Entry,
-    JournalMismatchError,
     JournalRow,
     Row,
-    _dump,
-    _journal_row,
-    _load,
     canonical,
+    dump,
+    journal_row,
+    load,
     will_submit,
 )
 
@@ -385,7 +384,7 @@ class PgJournal:
             lapsed = owner is not None and owner != self.worker and not held_elsewhere
             if lapsed and state is Entry.SENDING:  # its sender died before the answer
                 state = Entry.UNKNOWN
-                error = _dump("the worker that sent it stopped before its answer was recorded")
+                error = dump("the worker that sent it stopped before its answer was recorded")
                 await self._release(db, key)
                 await db.execute(
                     "UPDATE runcomfy_items SET state='unknown', owner=NULL, error=%s"
@@ -396,10 +395,10 @@ class PgJournal:
                 key,
                 state,
                 rid,
-                _load(outputs) if outputs else None,
-                _load(error) if error else None,
+                load(outputs) if outputs else None,
+                load(error) if error else None,
                 cost,
-                _load(files) if files else None,
+                load(files) if files else None,
                 duplicate=False,
             )
             if state is Entry.TRACKED:  # ours now: re-attached by request_id
@@ -420,11 +419,11 @@ class PgJournal:
             await self._take_slot(db, key)
             attempts = tried
             if state is Entry.FAILED:  # retried: the billed request goes to `attempts`
-                earlier = _load(tried) if tried else []
+                earlier = load(tried) if tried else []
                 earlier.append(
                     {"request_id": rid, "state": state.value, "error": row.error, "cost": cost}
                 )
-                attempts = _dump(earlier)
+                attempts = dump(earlier)
             await db.execute(
                 "UPDATE runcomfy_items SET state='sending', owner=%s, idx=%s, line=%s,"
                 " attempts=%s, request_id=NULL, outputs=NULL, error=NULL, cost=NULL, files=NULL,"
@@ -483,7 +482,7 @@ class PgJournal:
             key,
             "UPDATE runcomfy_items SET state='unknown', error=%s, owner=NULL"
             " WHERE batch=%s AND key=%s",
-            (_dump(error),),
+            (dump(error),),
             free=True,
         )
 
@@ -492,7 +491,7 @@ class PgJournal:
             key,
             "UPDATE runcomfy_items SET state='rejected', error=%s, owner=NULL"
             " WHERE batch=%s AND key=%s",
-            (_dump(error),),
+            (dump(error),),
             free=True,
         )
 
@@ -513,8 +512,8 @@ class PgJournal:
             " finished_at=now(), owner=%s WHERE batch=%s AND key=%s",
             (
                 state.value,
-                _dump(outputs) if outputs is not None else None,
-                _dump(error) if error is not None else None,
+                dump(outputs) if outputs is not None else None,
+                dump(error) if error is not None else None,
                 cost,
                 self.worker if keep else None,
             ),
@@ -526,7 +525,7 @@ class PgJournal:
         await self._write(
             key,
             "UPDATE runcomfy_items SET files=%s, owner=NULL WHERE batch=%s AND key=%s",
-            (_dump(files),),
+            (dump(files),),
             free=False,
         )
 
@@ -575,7 +574,7 @@ async def _rows(db: Any, batch: str) -> list[JournalRow]:
         " ORDER BY idx, key",
         (batch,),
     )
-    return [_journal_row(record) for record in await cursor.fetchall()]
+    return [journal_row(record) for record in await cursor.fetchall()]
 
 
 async def open_journal(spec: str, batch: str | None = None) -> PgJournal:

@@ -21,6 +21,7 @@ from .._client import Client
 from .._config import KEY_ENV_VARS, Secret
 from .._errors import NotFoundError, RunComfyError
 from .._inputs import encode_inputs
+from .._version import __version__
 from .output import (
     EPILOG,
     EXIT_INTERRUPTED,
@@ -53,8 +54,6 @@ def _positive_float(text: str, kind: type[float] = float) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
-
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--simulate", action="store_true", help="use an in-process simulator (no key, no network)"
