@@ -206,7 +206,10 @@ async def sdk_status(spec: Spec) -> dict[str, Any]:
     import runcomfy_async as rc
 
     async with rc.Client(
-        "bench", base_url=spec["url"], max_connections=spec["connections"]
+        "bench",
+        base_url=spec["url"],
+        max_connections=spec["connections"],
+        telemetry=_telemetry() if spec.get("telemetry") else False,
     ) as client:
         ids = [
             (await client.submit(model_id, inputs)).request_id
@@ -218,6 +221,53 @@ async def sdk_status(spec: Spec) -> dict[str, Any]:
 
         async def work() -> dict[str, Any]:
             await _spread(spec["callers"], spec["calls"], call)
+            return {"calls": spec["calls"]}
+
+        return await measured(spec, work)
+
+
+def _telemetry() -> Any:
+    """OpenTelemetry as a service runs it: the SDK's batch span processor (to an exporter
+    that drops what it is given) and a metric reader."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from runcomfy_async.otel import OpenTelemetry
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Drop()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return OpenTelemetry(tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+
+async def sync_status(spec: Spec) -> dict[str, Any]:
+    """SyncClient.status() from `callers` threads on one SyncClient (one connection pool)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import runcomfy_async as rc
+
+    with rc.SyncClient(
+        "bench", base_url=spec["url"], max_connections=spec["connections"]
+    ) as client:
+        ids = [
+            client.submit(model_id, inputs).request_id
+            for model_id, inputs in inputs_of({WAN: spec["callers"]})
+        ]
+        share, extra = divmod(spec["calls"], spec["callers"])
+
+        def caller(index: int) -> None:
+            for _ in range(share + (index < extra)):
+                client.status(ids[index])
+
+        async def work() -> dict[str, Any]:
+            with ThreadPoolExecutor(spec["callers"]) as pool:
+                list(pool.map(caller, range(spec["callers"])))
             return {"calls": spec["calls"]}
 
         return await measured(spec, work)
@@ -257,6 +307,7 @@ CONTENDERS: dict[str, Callable[[Spec], Coroutine[Any, Any, dict[str, Any]]]] = {
     "raw_poll": raw_poll,
     "sdk_status": sdk_status,
     "raw_status": raw_status,
+    "sync_status": sync_status,
 }
 
 

@@ -36,8 +36,11 @@ from ._errors import (
     TransportError,
     TransportTimeoutError,
     UnexpectedResponseError,
+    UnknownModelError,
+    UploadError,
     WaitTimeoutError,
 )
+from ._files import LocalFile, Uploader
 from ._inputs import ModelInput
 from ._items import Change, Item, Numbered, Progress
 from ._journal import JournalRow, read_journal
@@ -46,6 +49,7 @@ from ._request import Request
 from ._retry import RetryPolicy
 from ._sink import DownloadedFile
 from ._sync import BlockingBatch, BlockingIterator, SyncClient
+from ._telemetry import Telemetry
 from ._version import __version__
 from ._wire import CancelOutcome, ModelInfo, Output, Result, State, Status
 
@@ -70,6 +74,7 @@ __all__ = [
     "JournalBusyError",
     "JournalMismatchError",
     "JournalRow",
+    "LocalFile",
     "ModelInfo",
     "ModelInput",
     "ModelMismatchError",
@@ -92,10 +97,14 @@ __all__ = [
     "Status",
     "SubmissionUnknownError",
     "SyncClient",
+    "Telemetry",
     "Timeouts",
     "TransportError",
     "TransportTimeoutError",
     "UnexpectedResponseError",
+    "UnknownModelError",
+    "UploadError",
+    "Uploader",
     "WaitTimeoutError",
     "__version__",
     "estimate_cost",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
@@ -18,6 +19,7 @@ from ._errors import RunComfyError, WaitTimeoutError
 from ._items import BatchInput, Item, MapOptions, Progress
 from ._journals import open_journal
 from ._runtime import Runtime
+from ._telemetry import BatchProbe
 
 __all__ = ["Batch"]
 
@@ -109,6 +111,7 @@ class Engine:
         self.tracking = Tracking(self.core)
         self.submits = Submits(self.core, self.tracking)
         self._input_error: Exception | None = None  # the caller's iterable raised it
+        self._traced: BatchProbe | None = None  # the batch's span, from start() on
 
     async def start(self) -> None:
         core = self.core
@@ -124,7 +127,8 @@ class Engine:
             raise
         if core.options.timeout is not None:
             core.deadline = core.runtime.clock() + core.options.timeout
-        core.runtime.spawn(self._feed)
+        self._traced = core.runtime.telemetry.batch()
+        core.runtime.spawn(self._traced.inside(self._feed))
         core.runtime.batches.add(self)
 
     async def next(self) -> Item:
@@ -207,6 +211,7 @@ class Engine:
         core.runtime.batches.discard(self)
         core.receive.close()
         await core.close_journal()
+        self._end_trace()
 
     async def aclose(self) -> None:
         core = self.core
@@ -235,6 +240,11 @@ class Engine:
         core.receive.close()
         core.phase = Phase.WOUND_UP
         await core.close_journal()
+        self._end_trace()
+
+    def _end_trace(self) -> None:
+        if self._traced is not None:
+            self._traced.end(dataclasses.asdict(self.core.progress))
 
     async def interrupt(self) -> None:
         """The client is closing under this batch, whose consumer still reads: let the

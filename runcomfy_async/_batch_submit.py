@@ -86,7 +86,8 @@ class Submits:
             return
         key = str(job.key)
         try:  # schema and media checks: a refusal costs nothing, and a rerun checks again
-            await core.runtime.check(model_id, body, options.validate, await self._checker_of())
+            checker = await self._checker_of()
+            body = await core.runtime.check(model_id, body, options.validate, checker)
         except anyio.get_cancelled_exc_class():  # the client closed before this was sent
             await journal.rejected(key, "not sent: the client was closed")
             core.emit(job, error=RunComfyError(f"input {job.index}: not sent, client closed"))

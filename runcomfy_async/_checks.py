@@ -9,7 +9,8 @@ from typing import Any
 import anyio
 import msgspec
 
-from ._errors import BadRequestError, NotFoundError, RunComfyError
+from ._catalog import fresh, is_unknown_model
+from ._errors import RunComfyError
 from ._inputs import TYPED
 from ._preflight import Preflight
 from ._retry import Clock
@@ -21,16 +22,16 @@ __all__ = ["InputChecks"]
 logger = logging.getLogger("runcomfy_async")
 
 RETRY_CATALOG_AFTER = 60.0  # seconds before a model's catalog entry is asked for again
-UNKNOWN_MODEL = 400001  # RunComfy's "invalid model or resource id"
 
 
 class InputChecks:
     """One client's pre-submit checks.
 
     Each model's catalog schema is fetched once per client (concurrent submits share the
-    fetch) and turned into a validator. A model RunComfy's catalog does not list is sent
-    unchecked; a catalog that cannot be reached never blocks a submit: it is logged, and
-    asked again after `RETRY_CATALOG_AFTER` seconds.
+    fetch) and turned into a validator. A model RunComfy's catalog does not list is
+    refused (UnknownModelError, naming the closest ids it does list) unless `validate` is
+    off; a catalog that cannot be reached never blocks a submit: it is logged, and asked
+    again after `RETRY_CATALOG_AFTER` seconds.
     """
 
     def __init__(
@@ -46,6 +47,7 @@ class InputChecks:
         self._validators: dict[str, SchemaValidator | None] = {}
         self._retry_at: dict[str, float] = {}
         self._locks: dict[str, anyio.Lock] = {}
+        self._unknown: dict[str, RunComfyError] = {}  # models the catalog does not list
 
     async def validator(self, model_id: str) -> SchemaValidator | None:
         """The model's validator, or None when its schema is not to be had."""
@@ -60,12 +62,8 @@ class InputChecks:
             try:
                 info = await self._fetch(model_id)
             except RunComfyError as exc:
-                # RunComfy says "unknown model" as HTTP 404 or as 400001 (its docs): same thing.
-                unknown = isinstance(exc, NotFoundError) or (
-                    isinstance(exc, BadRequestError) and exc.error_code == UNKNOWN_MODEL
-                )
-                if unknown:
-                    logger.info("%s is not in RunComfy's catalog: inputs not checked", model_id)
+                if is_unknown_model(exc):  # refused at check(): the submit would be too
+                    self._unknown[model_id] = exc
                     self._validators[model_id] = None
                     return None
                 # An outage must not block the submit itself.
@@ -102,12 +100,13 @@ class InputChecks:
         if not schema and preflight is None:
             return
         validator = await self.validator(model_id)
+        if schema and model_id in self._unknown:
+            raise fresh(self._unknown[model_id])
         if validator is None:
             return
-        if schema:
-            validator.validate_json(body)
         inputs: dict[str, Any] = msgspec.json.decode(body)
-        if schema and (unknown := validator.unknown_fields(inputs)):
-            logger.info("%s: fields not in its schema, sent as given: %s", model_id, unknown)
+        if schema:  # a mistyped name first: its value's rule would be the wrong one
+            validator.refuse_unknown(inputs)
+            validator.validate_json(body)
         if preflight is not None and validator.media:
             await preflight.check(model_id, inputs, validator.media)

@@ -20,9 +20,11 @@ from urllib.parse import urlsplit
 import anyio
 
 from ._batch import Batch
+from ._catalog import iter_models
 from ._config import Timeouts, environ, is_loopback, resolve_api_key, resolve_base_url
 from ._download import DEFAULT_TEMPLATE, download_result
 from ._errors import ConfigurationError, RunComfyError, WaitTimeoutError
+from ._files import INLINE_MAX_BYTES, UPLOAD_EXPIRES, FileInputs, Uploader, file_settings
 from ._inputs import ModelInput, encode_inputs
 from ._items import BatchInput, Change, MapOptions
 from ._limiter import RateLimiter
@@ -32,6 +34,7 @@ from ._retry import Clock, RetryPolicy, Sleep
 from ._runtime import Runtime, request_id_of
 from ._sink import DownloadedFile
 from ._streams import as_completed, watch
+from ._telemetry import Telemetry, telemetry_of
 from ._track import EXPIRED, TrackSettings, cancel_quietly
 from ._transport import Transport
 from ._version import __version__
@@ -50,7 +53,15 @@ class Client:
     from `base_url`, else RUNCOMFY_BASE_URL (https, or http to loopback only). `timeout` is
     seconds per call (or a Timeouts). One aiohttp session per client, opened on enter with
     `max_connections`; a `session` passed in is used as it is and not closed. `sleep`,
-    `clock` and `rng` exist so tests can run in virtual time.
+    `clock` and `rng` exist so tests can run in virtual time. `telemetry=True` emits
+    OpenTelemetry spans and metrics (the `[otel]` extra; see runcomfy_async.otel); a
+    Telemetry of your own gets the same hooks.
+
+    A local file input (`pathlib.Path`, `LocalFile`) is checked on disk against the model's
+    media rules, then sent inline as a data: URI up to `inline_max_bytes` (bytes), else
+    uploaded to `uploads` (an object-store prefix such as "s3://bucket/inputs/", credentials
+    from the store's own environment; the `[storage]` extra) and sent as a presigned URL valid
+    `upload_expires` seconds.
     """
 
     def __init__(
@@ -67,11 +78,15 @@ class Client:
         cancel_on_interrupt: bool = True,
         validate: bool = True,
         preflight: bool = False,
+        uploads: str | Uploader | None = None,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
+        upload_expires: float = UPLOAD_EXPIRES,
         not_found_grace: float = 15.0,
         cancel_grace: float = 5.0,
         sleep: Sleep | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        telemetry: bool | Telemetry = False,
     ) -> None:
         env = environ()
         key = resolve_api_key(api_key, env)
@@ -84,6 +99,7 @@ class Client:
         clock = clock or time.monotonic
         rng = rng or random.Random()
         self._cancel_on_interrupt = cancel_on_interrupt
+        traced = telemetry_of(telemetry)
         limiter = None
         if max_calls_per_second is not None:
             limiter = RateLimiter(max_calls_per_second, clock=clock, sleep=sleep)
@@ -99,6 +115,7 @@ class Client:
             sleep=sleep,
             clock=clock,
             rng=rng,
+            telemetry=traced,
         )
         self._runtime = Runtime(
             transport,
@@ -108,6 +125,8 @@ class Client:
             validate=validate,
             preflight=preflight,
             allow_loopback=is_loopback(urlsplit(self.base_url).hostname or ""),
+            files=FileInputs(file_settings(uploads, inline_max_bytes, upload_expires)),
+            telemetry=traced,
             clock=clock,
             sleep=sleep,
             rng=rng,
@@ -182,7 +201,7 @@ class Client:
         preflight: bool | None = None,
     ) -> Request:
         model_id, body = encode_inputs(model, inputs)
-        await self._runtime.check(model_id, body, validate, preflight)
+        body = await self._runtime.check(model_id, body, validate, preflight)
         sent = await self._runtime.post(model_id, body, model if inputs is None else inputs)
         return Request(sent.request_id, model_id, self, submitted_at=sent.submitted_at)
 
@@ -462,6 +481,23 @@ class Client:
         info = await self._runtime.model_info(model_id)
         self._runtime.checks.learn(info)  # submits to it are checked without asking again
         return info
+
+    def models(
+        self,
+        search: str | None = None,
+        category: str | None = None,
+        *,
+        include_schema: bool = True,
+    ) -> AsyncIterator[ModelInfo]:
+        """Every catalog entry whose id or name contains `search` (and of `category`), as
+        `async for info in client.models(search="upscale"):`, paging until the catalog's
+        total. `include_schema=False` asks for entries without their input schemas."""
+        return iter_models(
+            self._runtime.model_page,
+            search=search,
+            category=category,
+            include_schema=include_schema,
+        )
 
 
 def _after_cancel(cancelled: CancelOutcome | None) -> str:

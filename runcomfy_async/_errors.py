@@ -15,6 +15,7 @@
     │   │   └── PermissionDeniedError           403, 403001
     │   ├── InsufficientBalanceError            402, 400002
     │   ├── NotFoundError (LookupError)         404, 404001
+    │   │   └── UnknownModelError               a model id the catalog lacks (.suggestions)
     │   ├── BadRequestError                     400, 400001, 422 and other 4xx
     │   ├── RateLimitError                      429 (.retry_after), after the rate-limit patience
     │   └── ServerError                         5xx, 408: RunComfy could not answer (transient)
@@ -22,7 +23,8 @@
     │   ├── RequestCancelledError               the request was cancelled
     │   └── ModelMismatchError                  its result is of another model than submitted
     ├── WaitTimeoutError (TimeoutError)         wait()/run() deadline passed; the request lives on
-    └── DownloadError                           an output file was refused or could not be saved
+    ├── DownloadError                           an output file was refused or could not be saved
+    └── UploadError                             a local file input could not be uploaded
 
 Messages never contain the API key.
 """
@@ -55,6 +57,8 @@ __all__ = [
     "TransportError",
     "TransportTimeoutError",
     "UnexpectedResponseError",
+    "UnknownModelError",
+    "UploadError",
     "WaitTimeoutError",
 ]
 
@@ -193,6 +197,25 @@ class NotFoundError(APIError, LookupError):
     """The model or request_id does not exist (or the request expired)."""
 
 
+class UnknownModelError(NotFoundError):
+    """The model id is not in RunComfy's catalog (it answered 404, or 400001); nothing was
+    submitted. `suggestions` holds the closest ids the catalog does list, best first."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        error_code: int | str | None = None,
+        body: str = "",
+        model_id: str,
+        suggestions: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, status_code=status_code, error_code=error_code, body=body)
+        self.model_id = model_id
+        self.suggestions = suggestions
+
+
 class BadRequestError(APIError):
     """RunComfy rejected the call's content (invalid model id, inputs, parameters)."""
 
@@ -274,3 +297,8 @@ class DownloadError(RunComfyError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.url, self.reason))
+
+
+class UploadError(RunComfyError):
+    """A local file input could not be uploaded to the client's `uploads` store; the submit
+    that needed it was not sent."""

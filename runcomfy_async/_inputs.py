@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import functools
 import re
+import types
+import typing
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar, cast
 
 import msgspec
 
 from ._errors import InvalidInputError
+from ._files import has_files, refer
+from ._messages import not_one_of, plain, unknown_field, value_at
 
 __all__ = ["ModelInput"]
 
@@ -41,7 +45,9 @@ class ModelInput(
 
     def validate(self) -> Self:
         """Check every schema rule; raise InvalidInputError naming the field and the rule."""
-        decode_input(type(self), encode_json(self, self.model_id))
+        decode_input(
+            type(self), encode_json(refer(self) if has_files(self) else self, self.model_id)
+        )
         return self
 
     @classmethod
@@ -76,47 +82,79 @@ def _decoder(cls: type[M]) -> msgspec.json.Decoder[M]:
 
 
 def decode_input(cls: type[M], raw: bytes) -> M:
-    """Decode wire JSON into `cls`, enforcing every constraint, with a readable error."""
+    """Decode wire JSON into `cls`, enforcing every constraint, with a readable error: the
+    same words the catalog-schema check uses for the same rule (`_messages`)."""
     try:
         decoded: M = _decoder(cls).decode(raw)
     except msgspec.ValidationError as exc:
-        wire_name, rule = _split(str(exc))
-        names = {f.encode_name: f.name for f in msgspec.structs.fields(cls)}
-        field = names.get(wire_name, wire_name) if wire_name else None
-        if field in cls.rule_hints and "regex" in rule:
-            rule = cls.rule_hints[field]
-        where = f"{cls.__name__}.{field}" if field else cls.__name__
-        if field and wire_name and wire_name != field:
-            where += f" ({wire_name})"
-        raise InvalidInputError(f"{where}: {rule}", model_id=cls.model_id, field=field) from None
+        raise _refusal(cls, str(exc), raw) from None
     return decoded
 
 
-_AT_PATH = re.compile(r"^(?P<rule>.*?) - at `\$\.(?P<field>[^`.\[]+)[^`]*`$")
-_MISSING = re.compile(r"missing required field `(?P<field>[^`]+)`")
-_UNKNOWN = re.compile(r"unknown field `(?P<field>[^`]+)`")
+_AT = re.compile(r"^(?P<rule>.*?) - at `\$\.?(?P<path>[^`]*)`$")
+_NAMED = re.compile(r"Object (?P<what>missing required|contains unknown) field `(?P<name>[^`]+)`")
 
 
-def _split(message: str) -> tuple[str | None, str]:
-    """(wire field name, rule text) from a msgspec validation message."""
-    at = _AT_PATH.match(message)
-    if at:
-        return at["field"], at["rule"]
-    for pattern in (_MISSING, _UNKNOWN):
-        found = pattern.search(message)
-        if found:
-            return found["field"], message.split(" - at ")[0]
-    return None, message
+def _refusal(cls: type[ModelInput], message: str, raw: bytes) -> InvalidInputError:
+    """`wan-ai/…: aspect_ratio: "16:9" is not one of …` from a msgspec message."""
+    at = _AT.match(message)
+    rule, path = (at["rule"], at["path"]) if at else (message, "")
+    wires = [f.encode_name for f in msgspec.structs.fields(cls)]
+    names = {f.encode_name: f.name for f in msgspec.structs.fields(cls)}
+    named = _NAMED.match(rule)
+    if named:
+        path = f"{path}.{named['name']}" if path else named["name"]
+    top = re.split(r"[.\[]", path, maxsplit=1)[0]
+    field = names.get(top, top) if top else None
+    options = _options(cls, field) if field and path == top else None
+    found, value = value_at(raw, path)
+    if named and named["what"].startswith("contains"):
+        text = unknown_field(path, wires if path == top else ())
+    elif named:
+        text = "is required"
+    elif field in cls.rule_hints and "regex" in rule:
+        text = cls.rule_hints[field]
+    elif options and found:
+        text = not_one_of(value, options)
+    else:
+        text = plain(rule)
+    where = path + (f" ({field})" if field and field != top else "")
+    head = (
+        f"{cls.model_id}: " if text.startswith("unknown field ") else f"{cls.model_id}: {where}: "
+    )
+    return InvalidInputError(head + text, model_id=cls.model_id, field=field)
+
+
+def _options(cls: type[ModelInput], field: str) -> tuple[Any, ...] | None:
+    """The values a Literal-typed field allows (with None when it is optional)."""
+    pending: list[Any] = [typing.get_type_hints(cls, include_extras=True).get(field)]
+    values: list[Any] = []
+    while pending:
+        tp = pending.pop(0)
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            pending.insert(0, typing.get_args(tp)[0])
+        elif origin is typing.Literal:
+            values += typing.get_args(tp)
+        elif origin in (typing.Union, types.UnionType):
+            pending[:0] = typing.get_args(tp)
+        elif tp is type(None):
+            values.append(None)
+    return tuple(values) if any(v is not None for v in values) else None
 
 
 def encode_inputs(model: ModelInput | str, inputs: Mapping[str, Any] | None) -> tuple[str, bytes]:
     """(model_id, JSON body) for a submit, checked before anything is sent.
 
-    Dict inputs for a model that has a typed input are checked by it too.
+    Dict inputs for a model that has a typed input are checked by it too. A local file
+    (Path, LocalFile) is in the body as a reference to it (`_files.refer`): the journal's
+    form; Client._check turns it into what is sent.
     """
     if isinstance(model, ModelInput):
         if inputs is not None:
             raise TypeError("pass either a typed input, or a model id and a dict of inputs")
+        if has_files(model):  # local files: a reference each (path, sha256), sent later
+            model = cast(ModelInput, refer(model))
         raw = encode_json(model, model.model_id)
         _check_size(model.model_id, raw, model)
         decode_input(type(model), raw)
@@ -130,7 +168,7 @@ def encode_inputs(model: ModelInput | str, inputs: Mapping[str, Any] | None) -> 
         )
     if not all(isinstance(key, str) for key in inputs):
         raise InvalidInputError(f"{model}: input field names must be strings", model_id=model)
-    raw = encode_json(dict(inputs), model)
+    raw = encode_json(refer(inputs) if has_files(inputs) else dict(inputs), model)
     _check_size(model, raw, inputs)
     typed = TYPED.get(model)
     if typed is not None:

@@ -29,7 +29,6 @@ import logging
 import os
 import random
 import socket
-import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -43,9 +42,18 @@ from ._journal import (
     Row,
     canonical,
     dump,
-    journal_row,
     load,
     will_submit,
+)
+from ._pgschema import (
+    check_batch,
+    driver,
+    is_postgres,
+    migrate,
+    redact,
+    scrub,
+    select_rows,
+    split_spec,
 )
 
 if TYPE_CHECKING:
@@ -55,102 +63,17 @@ __all__ = ["PgJournal", "is_postgres", "open_journal", "read_pg_journal", "redac
 
 logger = logging.getLogger("runcomfy_async")
 
-EXTRA = "postgres"
-DEFAULT_LEASE = 30.0  # seconds a worker's claims outlive its last heartbeat
+_POOL = 4  # connections of a worker
 _POLL = (0.02, 0.5)  # seconds between two looks at a row another worker holds (min, max)
-
-# The schema, by version: each entry brings a database from the version before it to its
-# own. The SDK applies what is missing at open, under an advisory lock (workers starting
-# together migrate once), and refuses a database newer than it knows.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        "CREATE TABLE runcomfy_items ("
-        " batch TEXT NOT NULL, key TEXT NOT NULL, idx BIGINT NOT NULL, line BIGINT,"
-        " model_id TEXT NOT NULL, inputs TEXT NOT NULL, input_hash TEXT NOT NULL,"
-        " state TEXT NOT NULL, owner TEXT, request_id TEXT, outputs TEXT, error TEXT,"
-        " cost DOUBLE PRECISION, files TEXT, attempts TEXT,"
-        " created_at TIMESTAMPTZ NOT NULL DEFAULT now(), sent_at TIMESTAMPTZ,"
-        " finished_at TIMESTAMPTZ, PRIMARY KEY (batch, key))",
-        "CREATE INDEX runcomfy_items_order ON runcomfy_items (batch, idx)",
-        "CREATE TABLE runcomfy_workers ("
-        " batch TEXT NOT NULL, worker TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,"
-        " started_at TIMESTAMPTZ NOT NULL DEFAULT now(), expires_at TIMESTAMPTZ NOT NULL,"
-        " PRIMARY KEY (batch, worker))",
-        "CREATE TABLE runcomfy_slots ("
-        " batch TEXT NOT NULL, n INTEGER NOT NULL, key TEXT, PRIMARY KEY (batch, n))",
-    ),
-)
-VERSION = len(_MIGRATIONS)
-_LOCK_ID = 0x52434A4E  # pg_advisory_xact_lock key of the migrations ("RCJN")
-
-
-def is_postgres(spec: object) -> bool:
-    """Whether a journal spec names a PostgreSQL database rather than a SQLite file."""
-    return isinstance(spec, str) and spec.startswith(("postgresql://", "postgres://"))
-
-
-def redact(spec: str) -> str:
-    """The connection string with its password replaced by `***`, for messages."""
-    parts = urllib.parse.urlsplit(spec)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    hidden = [(k, "***" if k == "password" else v) for k, v in query]
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=_urlencode(hidden)))
-
-
-def _urlencode(pairs: list[tuple[str, str]]) -> str:
-    return urllib.parse.urlencode(pairs, safe="*")
-
-
-def _split_spec(spec: str) -> tuple[str, float]:
-    """The libpq connection string and the lease (seconds, from `?lease=`, ours, removed)."""
-    parts = urllib.parse.urlsplit(spec)
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    lease = DEFAULT_LEASE
-    kept = []
-    for name, value in query:
-        if name == "lease":
-            try:
-                lease = float(value)
-            except ValueError:
-                raise ConfigurationError(f"journal {redact(spec)}: lease={value!r}") from None
-            if not 0.5 <= lease <= 86400:
-                raise ConfigurationError(f"journal {redact(spec)}: lease must be 0.5..86400 s")
-        else:
-            kept.append((name, value))
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(kept))), lease
-
-
-def _psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError:
-        raise ConfigurationError(
-            "a postgresql:// journal needs the PostgreSQL driver: "
-            "pip install 'runcomfy-async[postgres]'"
-        ) from None
-    return psycopg
-
-
-def _scrub(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
-
-
-def _check_batch(batch: str | None) -> str:
-    if not batch or len(batch) > 200 or not batch.isprintable():
-        raise ConfigurationError(
-            "a postgresql:// journal needs a batch name (batch=..., --batch NAME): "
-            "1 to 200 printable characters, the same on every worker of the batch"
-        )
-    return batch
 
 
 class _Wait(Exception):
-    """The claim cannot be settled now: look again later (the transaction is undone)."""
+    """The claim cannot be settled now: look again later (the transaction is undone).
+    `soon`: the row is in another worker's claim transaction, over in a millisecond."""
+
+    def __init__(self, *, soon: bool = False) -> None:
+        super().__init__()
+        self.soon = soon
 
 
 class PgJournal:
@@ -159,14 +82,15 @@ class PgJournal:
     durable = True
 
     def __init__(self, spec: str, batch: str | None) -> None:
-        self._psycopg = _psycopg()
-        self.batch = _check_batch(batch)
+        self._psycopg = driver()
+        self.batch = check_batch(batch)
         self.path = redact(spec)  # what messages name
-        self._dsn, self.lease = _split_spec(spec)
+        self._dsn, self.lease = split_spec(spec)
         self._password = self._psycopg.conninfo.conninfo_to_dict(self._dsn).get("password")
         self.worker = uuid.uuid4().hex
-        self._db: psycopg.AsyncConnection[Any] | None = None
-        self._lock = anyio.Lock()  # one transaction at a time on the one connection
+        self._db: psycopg.AsyncConnection[Any] | None = None  # the first of the pool
+        self._pool: list[psycopg.AsyncConnection[Any]] = []
+        self._idle: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
         self._heartbeat: asyncio.Task[None] | None = None
         self._seen: set[str] = set()  # keys this worker has claimed: a repeat is a duplicate
         self._cap: int | None = None  # max_in_flight across the batch (join())
@@ -186,7 +110,14 @@ class PgJournal:
             raise ConfigurationError(f"the batch journal {self.path} is closed")
         try:
             self._db = await self._psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
-            await self._migrate(self._db)
+            self._pool.append(self._db)
+            await migrate(self._db, self.path)
+            for _ in range(_POOL - 1 if lease else 0):  # commits of concurrent claims overlap
+                self._pool.append(
+                    await self._psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+                )
+            for db in self._pool:
+                self._idle.put_nowait(db)
             if not lease:
                 return
             await self._db.execute(
@@ -204,38 +135,13 @@ class PgJournal:
             raise
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
 
-    async def _migrate(self, db: Any) -> None:
-        async with db.transaction():
-            await db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
-            await db.execute(
-                "CREATE TABLE IF NOT EXISTS runcomfy_meta (name TEXT PRIMARY KEY, value TEXT)"
-            )
-            found = await (
-                await db.execute("SELECT value FROM runcomfy_meta WHERE name='version'")
-            ).fetchone()
-            have = 0 if found is None else int(found[0])
-            if have > VERSION:
-                raise ConfigurationError(
-                    f"the batch journal {self.path} has schema version {have}; this SDK "
-                    f"knows 1 to {VERSION}: upgrade runcomfy-async"
-                )
-            for statements in _MIGRATIONS[have:]:
-                for statement in statements:
-                    await db.execute(statement)
-            if have < VERSION:
-                await db.execute(
-                    "INSERT INTO runcomfy_meta VALUES ('version', %s) "
-                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                    (str(VERSION),),
-                )
-
     async def _beat(self) -> None:
         """Renew the lease every third of it, for as long as the journal is open."""
         while True:
             await anyio.sleep(self.lease / 3)
             try:
-                async with self._lock:
-                    await self._conn().execute(
+                async with self._use() as db:
+                    await db.execute(
                         "INSERT INTO runcomfy_workers (batch, worker, host, pid, expires_at) "
                         "VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s)) "
                         "ON CONFLICT (batch, worker) DO UPDATE SET expires_at = "
@@ -247,27 +153,34 @@ class PgJournal:
                     "batch journal %s: lease not renewed: %s", self.path, self._text(exc)
                 )
 
-    def _conn(self) -> Any:
+    @contextlib.asynccontextmanager
+    async def _use(self) -> AsyncIterator[Any]:
+        """One connection of the pool, for one statement or one transaction."""
         if self._db is None:
             raise ConfigurationError(f"the batch journal {self.path} is closed")
-        return self._db
+        db = await self._idle.get()
+        try:
+            yield db
+        finally:
+            self._idle.put_nowait(db)
 
     def _text(self, exc: BaseException) -> str:
-        return _scrub(str(exc).strip() or type(exc).__name__, self._password)
+        return scrub(str(exc).strip() or type(exc).__name__, self._password)
 
     async def _drop(self) -> None:
-        if self._db is not None:
+        for db in self._pool:
             with contextlib.suppress(Exception):
-                await self._db.close()
-            self._db = None
+                await db.close()
+        self._pool.clear()
+        self._db = None
 
     async def join(self, *, max_in_flight: int, saves_files: bool) -> None:
         """Take part in the batch: `max_in_flight` is the cap across all its workers (the
         slots below it are created), `saves_files` whether this worker saves outputs."""
         await self.connect()
         self._cap, self._saves_files = max_in_flight, saves_files
-        async with self._lock:
-            await self._conn().execute(
+        async with self._use() as db:
+            await db.execute(
                 "INSERT INTO runcomfy_slots (batch, n) SELECT %s, generate_series(0, %s - 1) "
                 "ON CONFLICT DO NOTHING",
                 (self.batch, max_in_flight),
@@ -284,8 +197,8 @@ class PgJournal:
                 await self._heartbeat
         if self._db is not None:
             with anyio.CancelScope(shield=True), contextlib.suppress(self._psycopg.Error):
-                async with self._lock:
-                    await self._db.execute(
+                async with self._use() as db:
+                    await db.execute(
                         "DELETE FROM runcomfy_workers WHERE batch=%s AND worker=%s",
                         (self.batch, self.worker),
                     )
@@ -315,12 +228,16 @@ class PgJournal:
         delay = _POLL[0]
         while True:
             try:
-                async with self._lock:
+                async with self._use() as db:
                     return await self._claim_once(
+                        db,
                         key, index, line, model_id, inputs, digest, duplicate,
                         retry_failed=retry_failed, resubmit_unknown=resubmit_unknown,
                     )  # fmt: skip
-            except _Wait:
+            except _Wait as wait:
+                if wait.soon:
+                    await anyio.sleep(random.uniform(0.001, 0.005))
+                    continue
                 await anyio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, _POLL[1])
             except self._psycopg.Error as exc:
@@ -330,6 +247,7 @@ class PgJournal:
 
     async def _claim_once(
         self,
+        db: Any,
         key: str,
         index: int,
         line: int | None,
@@ -341,7 +259,6 @@ class PgJournal:
         retry_failed: bool,
         resubmit_unknown: bool,
     ) -> Row:
-        db = self._conn()
         async with db.transaction():
             found = await (
                 await db.execute(
@@ -363,7 +280,7 @@ class PgJournal:
                     )
                 ).fetchone()
                 if inserted is None:  # another worker is claiming it this very moment
-                    raise _Wait
+                    raise _Wait(soon=True)
                 found = (digest, "new", None, None, None, None, None, model_id, None, None, False)
             input_hash, state_text, owner, rid, outputs, error, cost, old_model, files, tried = (
                 found[:10]
@@ -458,12 +375,10 @@ class PgJournal:
 
     async def _write(self, key: str, sql: str, values: tuple[Any, ...], *, free: bool) -> None:
         try:
-            async with self._lock:
-                db = self._conn()
-                async with db.transaction():
-                    await db.execute(sql, (*values, self.batch, key))
-                    if free:
-                        await self._release(db, key)
+            async with self._use() as db, db.transaction():
+                await db.execute(sql, (*values, self.batch, key))
+                if free:
+                    await self._release(db, key)
         except self._psycopg.Error as exc:
             raise ConfigurationError(f"the batch journal {self.path}: {self._text(exc)}") from None
 
@@ -531,8 +446,8 @@ class PgJournal:
 
     async def counts(self) -> dict[str, int]:
         """How many inputs of the batch stand in each state."""
-        async with self._lock:
-            cursor = await self._conn().execute(
+        async with self._use() as db:
+            cursor = await db.execute(
                 "SELECT state, COUNT(*) FROM runcomfy_items WHERE batch=%s GROUP BY state",
                 (self.batch,),
             )
@@ -541,15 +456,15 @@ class PgJournal:
     async def rows(self) -> AsyncIterator[JournalRow]:
         """Every input of the batch, in input order."""
         await self.connect()
-        async with self._lock:
-            found = await _rows(self._conn(), self.batch)
+        async with self._use() as db:
+            found = await select_rows(db, self.batch)
         for row in found:
             yield row
 
     async def workers(self) -> list[tuple[str, int, bool]]:
         """The batch's workers: host, pid, whether their lease is live."""
-        async with self._lock:
-            cursor = await self._conn().execute(
+        async with self._use() as db:
+            cursor = await db.execute(
                 "SELECT host, pid, expires_at > now() FROM runcomfy_workers WHERE batch=%s"
                 " ORDER BY started_at",
                 (self.batch,),
@@ -558,8 +473,8 @@ class PgJournal:
 
     async def in_flight(self) -> int:
         """Slots held across the batch: requests being sent or tracked by any worker."""
-        async with self._lock:
-            cursor = await self._conn().execute(
+        async with self._use() as db:
+            cursor = await db.execute(
                 "SELECT COUNT(*) FROM runcomfy_slots WHERE batch=%s AND key IS NOT NULL",
                 (self.batch,),
             )
@@ -567,20 +482,24 @@ class PgJournal:
             return int(found[0]) if found else 0
 
 
-async def _rows(db: Any, batch: str) -> list[JournalRow]:
-    cursor = await db.execute(
-        "SELECT key, idx, line, model_id, inputs, state, request_id, outputs, error, cost,"
-        " files, attempts FROM runcomfy_items WHERE batch=%s AND state <> 'new'"
-        " ORDER BY idx, key",
-        (batch,),
-    )
-    return [journal_row(record) for record in await cursor.fetchall()]
-
-
-async def open_journal(spec: str, batch: str | None = None) -> PgJournal:
-    """The batch `batch` of the database `spec` names, connected, its schema up to date."""
+async def open_journal(
+    spec: str,
+    batch: str | None = None,
+    *,
+    max_in_flight: int | None = None,
+    saves_files: bool = False,
+) -> PgJournal:
+    """The batch `batch` of the database `spec` names, connected, its schema up to date,
+    joined with `max_in_flight` (the cap across its workers) when given."""
     journal = PgJournal(spec, batch)
-    await journal.connect()
+    try:
+        await journal.connect()
+        if max_in_flight is not None:
+            await journal.join(max_in_flight=max_in_flight, saves_files=saves_files)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await journal.close()
+        raise
     return journal
 
 

@@ -14,6 +14,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._errors import RunComfyError
 from ._policy import PollPolicy, RunTimes, RunWindow
 from ._retry import Clock, Sleep
+from ._telemetry import concerning
 from ._track import EXPIRED, Api, Outcome, Tracker, TrackSettings, poll_once
 from ._wire import State
 
@@ -180,7 +181,9 @@ class Scheduler:
                 try:
                     await self._poll(tracker)
                 except Exception as exc:  # a bug must not stop every other request's tracking
-                    logger.exception("tracking request %s failed", tracker.request_id)
+                    logger.exception(
+                        "tracking request %s failed", tracker.request_id, extra=tracker.about()
+                    )
                     if not tracker.done:
                         failure = RunComfyError(f"tracking failed: {exc!r}")
                         self._finish(tracker, failure, learn=False)
@@ -191,7 +194,8 @@ class Scheduler:
         if tracker.deadline is not None and self._clock() >= tracker.deadline:
             self._finish(tracker, EXPIRED, learn=False)
             return
-        outcome = await poll_once(self._api, tracker, self._settings, self._clock)
+        with concerning(tracker.request_id, tracker.model_id):  # its calls' log records
+            outcome = await poll_once(self._api, tracker, self._settings, self._clock)
         if tracker.done:
             return  # forgotten while the poll was in flight
         if outcome is None:

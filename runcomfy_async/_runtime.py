@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
@@ -14,6 +14,7 @@ import anyio
 import msgspec
 
 from . import _wire
+from ._catalog import ModelListBody, is_unknown_model, iter_models, unknown_model_error
 from ._checks import InputChecks
 from ._download import Downloader
 from ._errors import (
@@ -23,6 +24,7 @@ from ._errors import (
     ResultNotReadyError,
     RunComfyError,
 )
+from ._files import FileInputs, has_refs
 from ._inputs import check_model_id
 from ._policy import PollPolicy
 from ._poll import Scheduler
@@ -30,6 +32,7 @@ from ._preflight import Preflight
 from ._request import Request
 from ._retry import CallKind, Clock, Sleep
 from ._service import Service, Work
+from ._telemetry import Telemetry
 from ._track import Tracker, TrackSettings, of_model
 from ._wire import CancelOutcome, ModelInfo, Result, Status
 
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Batches", "Runtime", "Submitted"]
 
+SUGGEST_WITHIN = 10.0  # seconds the catalog listing for "did you mean …?" may take
 _RECENT_MAX = 100_000  # request_ids remembered for their 404 grace and submit time
 
 _SUBMIT = msgspec.json.Decoder(_wire.SubmitBody)
@@ -45,6 +49,7 @@ _STATUS = msgspec.json.Decoder(_wire.StatusBody)
 _RESULT = msgspec.json.Decoder(_wire.ResultBody)
 _CANCEL = msgspec.json.Decoder(_wire.CancelBody)
 _MODEL = msgspec.json.Decoder(_wire.ModelBody)
+_MODELS = msgspec.json.Decoder(ModelListBody)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +71,9 @@ class Runtime:
     """The one object a client's engines lean on (the batch, as_completed, watch, wait).
 
     It owns the transport, the input checks, the poller pool and the background service,
-    the table of recent submits, the download session and pre-flight, the clock, and the
-    grace settings (`settings`, seconds). The Client is the public facade over it.
+    the table of recent submits, the local file inputs, the download session and pre-flight,
+    the telemetry hooks, the clock, and the grace settings (`settings`, seconds). The Client
+    is the public facade over it.
     """
 
     def __init__(
@@ -80,6 +86,8 @@ class Runtime:
         validate: bool,
         preflight: bool,
         allow_loopback: bool,
+        files: FileInputs,
+        telemetry: Telemetry,
         clock: Clock,
         sleep: Sleep,
         rng: random.Random,
@@ -90,6 +98,8 @@ class Runtime:
         self.validate = validate  # the client's defaults for submit checks
         self.preflight = preflight
         self.allow_loopback = allow_loopback  # downloads and pre-flight may reach loopback
+        self.files = files
+        self.telemetry = telemetry
         self.checks = InputChecks(self.model_info, clock, allow_loopback=allow_loopback)
         self.batches: weakref.WeakSet[Batches] = weakref.WeakSet()  # running map()s
         self._recent: dict[str, float] = {}  # request_id -> clock time it was submitted
@@ -126,6 +136,7 @@ class Runtime:
                 await downloader.__aexit__(None, None, None)
         finally:
             await self.transport.close()
+            self.telemetry.close()
 
     def spawn(self, work: Work) -> bool:
         """Run `work` in the background service, which close() ends and awaits; False
@@ -137,14 +148,20 @@ class Runtime:
 
     async def check(
         self, model_id: str, body: bytes, validate: bool | None, preflight: bool | Preflight | None
-    ) -> None:
-        """The checks before a submit; `preflight` may be a batch's own (its cache)."""
+    ) -> bytes:
+        """The checks before a submit; `preflight` may be a batch's own (its cache). The
+        body to send: local files (references in `body`) checked and inlined or uploaded."""
+        if has_refs(body):
+            validator = await self.checks.validator(model_id)
+            media = validator.media if validator is not None else ()
+            body = await self.files.resolve(model_id, body, media)
         validate = self.validate if validate is None else validate
         preflight = self.preflight if preflight is None else preflight
         if preflight is True:  # one of its own: nothing measured is kept across submits
             preflight = await self.preflighter()
         checker = preflight if isinstance(preflight, Preflight) else None
         await self.checks.check(model_id, body, validate=validate, preflight=checker)
+        return body
 
     async def post(
         self,
@@ -157,15 +174,17 @@ class Runtime:
         """Send one checked submit; `original` is what SubmissionUnknownError carries.
         429s are waited out until `rate_limit_until` (runtime clock; default: the retry
         policy's `rate_limit_patience` from now)."""
-        answer = await self.transport.call(
-            CallKind.SUBMIT,
-            "POST",
-            f"/v1/models/{model_id}",
-            _SUBMIT,
-            body=body,
-            submit_of=(model_id, original),
-            rate_limit_until=rate_limit_until,
-        )
+        with self.telemetry.submit(model_id) as traced:
+            answer = await self.transport.call(
+                CallKind.SUBMIT,
+                "POST",
+                f"/v1/models/{model_id}",
+                _SUBMIT,
+                body=body,
+                submit_of=(model_id, original),
+                rate_limit_until=rate_limit_until,
+            )
+            traced.submitted(answer.request_id)
         now = self.clock()
         horizon = now - self.settings.not_found_grace
         recent = self._recent  # in submit order: forget from the oldest end, O(1) each
@@ -180,7 +199,9 @@ class Runtime:
         with about(request_id):
             path = f"/v1/requests/{quote(request_id, safe='')}/status"
             body = await self.transport.call(CallKind.STATUS, "GET", path, _STATUS)
-        return _wire.status_from(body, request_id)
+        status = _wire.status_from(body, request_id)
+        self.telemetry.observed(request_id, status.state)
+        return status
 
     async def result(
         self, request_id: str, *, include_cost: bool = True, model_id: str | None = None
@@ -199,7 +220,9 @@ class Runtime:
             # RunComfy's 400005: not ready. Report the state /status knows instead.
             status = await self.status(request_id)
             return Result(request_id=request_id, state=status.state)
-        return of_model(_wire.result_from(body, request_id), model_id)
+        result = of_model(_wire.result_from(body, request_id), model_id)
+        self.telemetry.resulted(result)
+        return result
 
     async def cancel(self, request_id: str) -> CancelOutcome:
         with about(request_id):
@@ -210,8 +233,27 @@ class Runtime:
     async def model_info(self, model_id: str) -> ModelInfo:
         """The catalog entry of a model, as fetched (the checks learn it on their own)."""
         check_model_id(model_id)
-        body = await self.transport.call(CallKind.CATALOG, "GET", f"/v1/models/{model_id}", _MODEL)
+        path = f"/v1/models/{model_id}"
+        try:
+            body = await self.transport.call(CallKind.CATALOG, "GET", path, _MODEL)
+        except (NotFoundError, BadRequestError) as exc:
+            if not is_unknown_model(exc):
+                raise
+            known: list[str] = []
+            try:  # the closest ids, for "did you mean …?"; a listing that fails names none
+                with anyio.move_on_after(SUGGEST_WITHIN):
+                    async for info in iter_models(self.model_page, include_schema=False):
+                        known.append(info.model_id)
+            except RunComfyError:
+                known = []
+            raise unknown_model_error(exc, model_id, known) from exc
         return _wire.model_info_from(body, model_id)
+
+    async def model_page(self, params: Mapping[str, str]) -> ModelListBody:
+        """One page of the catalog listing."""
+        return await self.transport.call(
+            CallKind.CATALOG, "GET", "/v1/models", _MODELS, params=params
+        )
 
     # ------------------------------------------------------------------ tracking
 

@@ -13,6 +13,7 @@ import msgspec
 
 from ._errors import InvalidInputError
 from ._inputs import encode_json
+from ._messages import not_one_of, plain, show, unknown_field, value_at
 from ._rules import MediaKind, MediaRule, MediaSpec
 
 __all__ = [
@@ -313,6 +314,11 @@ class SchemaValidator:
         self.model_id = model_id
         self._checks: dict[type, tuple[Callable[[Any], bool], str]] = {}
         self._hints: dict[str, str] = {}
+        self._enums: dict[str, tuple[Any, ...]] = {}  # allowed values, by path shape
+        self._names: dict[str, tuple[str, ...]] = {}  # an object's field names, by path shape
+        self._open = isinstance(input_schema, Mapping) and (
+            input_schema.get("additionalProperties") is True
+        )
         self._fields: frozenset[str] | None = None
         self._notes: list[str] = []
         parser = Parser(LOOPBACK_URL_PATTERN if allow_loopback else URL_PATTERN)
@@ -346,23 +352,37 @@ class SchemaValidator:
         try:
             self._decoder.decode(raw)
         except msgspec.ValidationError as exc:
-            path, rule = self._explain(str(exc))
-            where = f"{path}: " if path else ""
+            path, rule = self._explain(str(exc), raw)
+            where = f"{path}: " if path and not rule.startswith("unknown field ") else ""
             raise InvalidInputError(
                 f"{self.model_id}: {where}{rule}", model_id=self.model_id, field=path or None
             ) from None
 
     def unknown_fields(self, inputs: Mapping[str, Any]) -> tuple[str, ...]:
-        """Top-level names the schema does not list (accepted and sent; a typo, perhaps)."""
-        return () if self._fields is None else tuple(k for k in inputs if k not in self._fields)
+        """Top-level names the schema does not list (none when it says
+        `additionalProperties: true`, or lists no fields)."""
+        if self._fields is None or self._open or not self._fields:
+            return ()
+        return tuple(k for k in inputs if k not in self._fields)
+
+    def refuse_unknown(self, inputs: Mapping[str, Any]) -> None:
+        """Raise InvalidInputError for the first top-level name the schema does not list:
+        `unknown field prompt_text (did you mean promptText?)`."""
+        unknown = self.unknown_fields(inputs)
+        if unknown:
+            rule = unknown_field(unknown[0], self._fields or ())
+            raise InvalidInputError(
+                f"{self.model_id}: {rule}", model_id=self.model_id, field=unknown[0]
+            )
 
     def __repr__(self) -> str:
         return f"<SchemaValidator {self.model_id} notes={len(self.notes)}>"
 
     def _type(self, node: Node, path: str) -> Any:
         if node.enum is not None:
-            rule = "must be one of " + ", ".join(_show(o) for o in node.enum)
+            rule = "must be one of " + ", ".join(show(o) for o in node.enum)
             self._hints[_shape(path)] = rule
+            self._enums[_shape(path)] = node.enum
             if node.enum and all(o is None or isinstance(o, str | int) for o in node.enum):
                 with contextlib.suppress(TypeError, ValueError, NotImplementedError):
                     msgspec.json.Decoder(_LITERAL[node.enum])  # not for ints beyond 64 bits
@@ -393,6 +413,7 @@ class SchemaValidator:
         return typed
 
     def _struct(self, node: Node, path: str) -> type:
+        self._names[_shape(path)] = tuple(f.name for f in node.fields or ())
         specs: list[tuple[str, Any] | tuple[str, Any, Any]] = []
         for index, f in enumerate(node.fields or ()):
             typed = self._type(f.node, f"{path}.{f.name}" if path else f.name)
@@ -413,48 +434,26 @@ class SchemaValidator:
             raise ValueError(rule)
         return kind()
 
-    def _explain(self, message: str) -> tuple[str, str]:
+    def _explain(self, message: str, raw: bytes) -> tuple[str, str]:
         rule, _, at = message.partition(" - at `$")
         path = at.rstrip("`").lstrip(".")
         named = re.match(r"Object (missing required|contains unknown) field `(.+)`$", rule)
         if named:
+            inside = path
             path = f"{path}.{named[2]}" if path else named[2]
-            found = named[1].startswith("missing")
-            return path, "is required" if found else "is not a field the schema allows"
+            if named[1].startswith("missing"):
+                return path, "is required"
+            return path, unknown_field(path, self._names.get(_shape(inside), ()))
+        options = self._enums.get(_shape(path))
+        found, value = value_at(raw, path)
+        if options is not None and found:
+            return path, not_one_of(value, options)
         hint = self._hints.get(_shape(path))
-        return path, hint or _plain(rule)
+        return path, hint or plain(rule)
 
 
 def _shape(path: str) -> str:
     return re.sub(r"\[\d+\]", "[0]", path)
-
-
-_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "a boolean"}
-_NAMES |= {"array": "a list", "object": "an object", "null": "null"}
-_OPS = {">=": "at least", "<=": "at most", ">": "greater than", "<": "less than"}
-
-
-def _plain(rule: str) -> str:
-    """msgspec's `Expected `int` >= 0` as `must be at least 0`."""
-    got = re.match(r"Expected `(.+)`, got `(.+)`$", rule)
-    if got:
-        wanted = " or ".join(_NAMES.get(t, t) for t in got[1].split(" | "))
-        return f"must be {wanted}, got {_NAMES.get(got[2], got[2])}"
-    bound = re.match(r"Expected `(\w+)` (of length )?(>=|<=|>|<) (\S+)$", rule)
-    if bound:
-        unit = {"str": " characters long", "array": " items", "object": " fields"}
-        verb = "have" if bound[1] in ("array", "object") else "be"
-        number = bound[4].removesuffix(".0")  # the schema's 4, not msgspec's 4.0
-        return f"must {verb} {_OPS[bound[3]]} {number}{unit.get(bound[1], '')}"
-    pattern = re.match(r"Expected `str` matching regex (.+)$", rule)
-    if pattern:
-        return f"must match the pattern {pattern[1]}"
-    multiple = re.match(r"Expected `\w+` that's a multiple of (\S+)$", rule)
-    return f"must be a multiple of {multiple[1]}" if multiple else rule
-
-
-def _show(value: object) -> str:
-    return msgspec.json.encode(value).decode()
 
 
 def build_validator(

@@ -27,12 +27,14 @@ from ._client import Client
 from ._config import Timeouts
 from ._download import DEFAULT_TEMPLATE
 from ._errors import RunComfyError
+from ._files import INLINE_MAX_BYTES, UPLOAD_EXPIRES, Uploader
 from ._inputs import ModelInput
 from ._items import BatchInput, Change, Item, Progress
 from ._policy import PollPolicy
 from ._request import Request
 from ._retry import Clock, RetryPolicy, Sleep
 from ._sink import DownloadedFile
+from ._telemetry import Telemetry
 from ._wire import CancelOutcome, ModelInfo, Result, State, Status
 
 __all__ = ["BlockingBatch", "BlockingIterator", "SyncClient"]
@@ -179,11 +181,15 @@ class SyncClient:
         cancel_on_interrupt: bool = True,
         validate: bool = True,
         preflight: bool = False,
+        uploads: str | Uploader | None = None,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
+        upload_expires: float = UPLOAD_EXPIRES,
         not_found_grace: float = 15.0,
         cancel_grace: float = 5.0,
         sleep: Sleep | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        telemetry: bool | Telemetry = False,
     ) -> None:
         self._cancel_grace = cancel_grace
         self._lock = threading.Lock()
@@ -201,11 +207,15 @@ class SyncClient:
             cancel_on_interrupt=cancel_on_interrupt,
             validate=validate,
             preflight=preflight,
+            uploads=uploads,
+            inline_max_bytes=inline_max_bytes,
+            upload_expires=upload_expires,
             not_found_grace=not_found_grace,
             cancel_grace=cancel_grace,
             sleep=sleep,
             clock=clock,
             rng=rng,
+            telemetry=telemetry,
         )
         try:
             self._client: Client = self._portal.call(make)
@@ -465,3 +475,14 @@ class SyncClient:
     def model_info(self, model_id: str) -> ModelInfo:
         """Blocking `Client.model_info`."""
         return self._call(self._client.model_info, model_id)
+
+    def models(
+        self,
+        search: str | None = None,
+        category: str | None = None,
+        *,
+        include_schema: bool = True,
+    ) -> BlockingIterator[ModelInfo]:
+        """Blocking `Client.models`: every catalog entry matching, page by page."""
+        source = self._client.models(search, category, include_schema=include_schema)
+        return BlockingIterator(self, source)

@@ -21,6 +21,7 @@ from ._errors import (
     UnexpectedResponseError,
 )
 from ._retry import Clock
+from ._telemetry import about
 from ._wire import CancelOutcome, Result, State, Status
 
 logger = logging.getLogger("runcomfy_async")
@@ -127,7 +128,9 @@ class Tracker:
                 try:
                     self.on_done(self)
                 except Exception:
-                    logger.exception("the listener of request %s failed", self.request_id)
+                    logger.exception(
+                        "the listener of request %s failed", self.request_id, extra=self.about()
+                    )
 
     async def wait(self) -> Outcome:
         """The outcome, once there is one."""
@@ -155,7 +158,7 @@ class Tracker:
         self.polls += 1
         if state != previous:
             level = logging.DEBUG if state.is_known else logging.WARNING
-            logger.log(level, "request %s is %s", self.request_id, state.value)
+            logger.log(level, "request %s is %s", self.request_id, state.value, extra=self.about())
             self._tell(state)
 
     def settled_as(self, state: State) -> None:
@@ -170,7 +173,13 @@ class Tracker:
             try:
                 self.on_change(self, state)
             except Exception:
-                logger.exception("a state listener of request %s failed", self.request_id)
+                logger.exception(
+                    "a state listener of request %s failed", self.request_id, extra=self.about()
+                )
+
+    def about(self) -> dict[str, str | None]:
+        """The structured `extra` of log records about this request."""
+        return about(self.request_id, self.model_id)
 
     def run_time(self) -> float | None:
         """Seconds the run took, as well as the polls can tell, once it is over."""
@@ -191,6 +200,7 @@ def of_model(result: Result, submitted_model_id: str | None) -> Result:
             result.request_id,
             submitted_model_id,
             result.model_id,
+            extra=about(result.request_id, submitted_model_id),
         )
     return result
 
@@ -240,16 +250,18 @@ async def poll_once(
                 tracker.confirmations += 1  # finished, but the output is not there yet
                 if tracker.confirmations < settings.empty_result_confirmations:
                     return None
-                logger.warning("request %s finished without output", rid)
+                logger.warning("request %s finished without output", rid, extra=tracker.about())
                 return result
             tracker.settled_as(result.state)
             return settle(result)
     except NotFoundError as exc:
         if tracker.fresh_until is None or clock() > tracker.fresh_until:
             return exc
-        logger.debug("request %s not found yet; it was just submitted", rid)
+        logger.debug("request %s not found yet; it was just submitted", rid, extra=tracker.about())
     except _TRANSIENT as exc:
-        logger.info("polling request %s failed (%s); will poll again", rid, exc)
+        logger.info(
+            "polling request %s failed (%s); will poll again", rid, exc, extra=tracker.about()
+        )
     except RunComfyError as exc:  # authentication, permission, bad request: polling is futile
         return exc
     return None
@@ -261,9 +273,17 @@ async def cancel_quietly(api: Api, request_id: str, grace: float) -> CancelOutco
         try:
             outcome = await api.cancel(request_id)
         except RunComfyError as exc:
-            logger.warning("could not cancel request %s: %s", request_id, exc)
+            logger.warning(
+                "could not cancel request %s: %s", request_id, exc, extra=about(request_id)
+            )
             return None
-        logger.info("cancel of request %s: %s", request_id, outcome.outcome)
+        logger.info(
+            "cancel of request %s: %s", request_id, outcome.outcome, extra=about(request_id)
+        )
         return outcome
-    logger.warning("cancel of request %s got no answer within %s s", request_id, grace)
+    logger.warning(
+        "cancel of request %s got no answer within %s s",
+        *(request_id, grace),
+        extra=about(request_id),
+    )
     return None

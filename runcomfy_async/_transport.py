@@ -44,6 +44,7 @@ from ._retry import (
     delay_before,
     parse_retry_after,
 )
+from ._telemetry import CallProbe, NoTelemetry, Telemetry, about, route_of
 
 logger = logging.getLogger("runcomfy_async")
 
@@ -173,6 +174,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _about_path(path: str) -> dict[str, str | None]:
+    _, request_id, model_id = route_of(path)
+    return about(request_id, model_id)
+
+
 def _scope(kind: CallKind) -> str:
     """The pace a call shares: RunComfy may limit submits apart from everything else."""
     return "submit" if kind is CallKind.SUBMIT else "other"
@@ -201,7 +207,9 @@ class Transport:
         sleep: Sleep,
         clock: Clock,
         rng: random.Random,
+        telemetry: Telemetry | None = None,
     ) -> None:
+        self._telemetry: Telemetry = telemetry or NoTelemetry()
         self._key = api_key
         self._base = base_url
         self._timeout = aiohttp.ClientTimeout(total=timeouts.total, connect=timeouts.connect)
@@ -258,6 +266,23 @@ class Transport:
         SubmissionUnknownError if the outcome cannot be known. 429s are waited out until
         `rate_limit_until` (client clock; default: the policy's patience from now).
         """
+        with self._telemetry.call(kind.value, method, path) as probe:
+            return await self._call(
+                kind, method, path, decoder, body, params, submit_of, rate_limit_until, probe
+            )
+
+    async def _call(
+        self,
+        kind: CallKind,
+        method: str,
+        path: str,
+        decoder: msgspec.json.Decoder[T],
+        body: bytes | None,
+        params: Mapping[str, str] | None,
+        submit_of: tuple[str, Any] | None,
+        rate_limit_until: float | None,
+        probe: CallProbe,
+    ) -> T:
         session = self.check_open()
         url = URL(self._base + path, encoded=True)
         if params:
@@ -287,8 +312,11 @@ class Transport:
                 )
             else:
                 logger.debug(
-                    "%s %s -> HTTP %d (%d bytes)", method, path, reply.status, len(reply.raw)
+                    "%s %s -> HTTP %d (%d bytes)",
+                    *(method, path, reply.status, len(reply.raw)),
+                    extra=_about_path(path),
                 )
+                probe.answered(reply.status)
                 decoded = self._judge(kind, method, path, reply, decoder)
                 if not isinstance(decoded, _Judged):
                     self.pace.answered(ticket, rate_limited=False)
@@ -314,7 +342,12 @@ class Transport:
                     raise failure
                 delay = delay_before(self._retry, judged.retry_after, retry, self._rng)
                 retry += 1
-            logger.info("%s %s failed (%s); again in %.2fs", method, path, failure, delay)
+            logger.info(
+                "%s %s failed (%s); again in %.2fs",
+                *(method, path, failure, delay),
+                extra=_about_path(path),
+            )
+            probe.retrying(delay, rate_limited=judged.rate_limited)
             await self._sleep(delay)
 
     async def _exchange(

@@ -231,6 +231,12 @@ class Result(msgspec.Struct, frozen=True):
         return self.state in (State.SUCCEEDED, State.COMPLETED) and self.output is not None
 
     @property
+    def ok(self) -> bool:
+        """True when the request succeeded with output of the model submitted to (as `Item.ok`:
+        a result of another model is no success of the input)."""
+        return self.succeeded and not self.model_mismatch
+
+    @property
     def model_mismatch(self) -> bool:
         """True when RunComfy's `model_id` is not the model that was submitted."""
         return (

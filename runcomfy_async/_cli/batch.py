@@ -16,11 +16,13 @@ import anyio
 
 from .._client import Client
 from .._cost import CostEstimate, estimate_cost
+from .._files import from_json
 from .._inputs import encode_inputs
 from .._items import Numbered
 from .._journal import Entry, JournalRow, Keys, read_journal, will_submit
 from .._journals import open_journal
 from .._wire import ModelInfo
+from .gallery import write_gallery
 from .interrupt import catch_ctrl_c
 from .manifest import skipped_row, word, write_manifest
 from .output import (
@@ -111,6 +113,7 @@ class InputFile:
                 raise ValueError(f"not valid JSON ({exc})") from None
             if not isinstance(inputs, dict):
                 raise ValueError("not a JSON object of inputs")
+            inputs = from_json(inputs, self.path.parent)  # {"$file": "beach.png"}
         encode_inputs(self.model_id, inputs)  # the typed model's rules, before any call
         checked: dict[str, Any] = inputs
         return checked
@@ -292,9 +295,13 @@ async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: 
                     await batch.aclose()
                 final = read_journal(journal)
                 write_manifest(manifest, final, plan.skipped, resumed=done_before)
+                gallery = write_gallery(
+                    out, manifest, model_id=args.model_id, wall=time.monotonic() - started
+                )
         finished_early = tally.done
         tally.settle(plan.keys, {row.key: word(row) for row in final})
         print_summary(tally, len(plan.skipped), time.monotonic() - started, out, manifest, journal)
+        print(f"  gallery: {gallery}", flush=True)
         if interrupts.count:
             warn(
                 f"interrupted after {finished_early} of {count} inputs: {tally.cancelled} queued "

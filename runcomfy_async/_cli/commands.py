@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import secrets
@@ -19,14 +18,14 @@ import msgspec
 
 from .._client import Client
 from .._config import KEY_ENV_VARS, Secret
-from .._errors import NotFoundError, RunComfyError
+from .._errors import InvalidInputError, NotFoundError, RunComfyError, UnknownModelError
 from .._inputs import encode_inputs
-from .._version import __version__
+from .inputs import input_schema_of, parse_inputs
+from .models import describe_model, list_line
 from .output import (
     EPILOG,
     EXIT_INTERRUPTED,
     CommandError,
-    describe_model,
     error,
     exit_code,
     leaf_error,
@@ -54,12 +53,20 @@ def _positive_float(text: str, kind: type[float] = float) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .._version import __version__
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--simulate", action="store_true", help="use an in-process simulator (no key, no network)"
     )
     common.add_argument("--api-key-file", metavar="PATH", help="read the API key from PATH")
     common.add_argument("--base-url", metavar="URL", help="the API base URL (e.g. a simulator)")
+    common.add_argument(
+        "--uploads",
+        metavar="URL",
+        help="upload local file inputs over the inline cap to this store prefix "
+        "(s3://bucket/inputs/; credentials from the store's environment)",
+    )
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print one JSON object")
     inputs = argparse.ArgumentParser(add_help=False)
@@ -70,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="an input; VALUE is JSON if it parses as JSON, else a string (repeatable)",
+        help="an input, read as its schema type (text stays text); NAME=@PATH reads VALUE "
+        "from a file (repeatable)",
     )
     inputs.add_argument("--input-json", metavar="JSON", help="every input as one JSON object")
 
@@ -129,7 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     models = add("models", help="model catalog").add_subparsers(
         dest="models_command", metavar="COMMAND", required=True
     )
-    info = models.add_parser("info", parents=[common, as_json], help="input schema and price")
+    listing = models.add_parser(
+        "list", parents=[common], help="every model: id, category, price and unit"
+    )
+    listing.add_argument("--search", metavar="TEXT", help="only ids or names containing TEXT")
+    listing.add_argument("--category", metavar="C", help="only models of category C")
+    listing.add_argument("--json", action="store_true", help="one JSON object per model")
+    info = models.add_parser(
+        "info", parents=[common, as_json], help="the whole input shape, its rules and the price"
+    )
     info.add_argument("model_id", metavar="MODEL_ID")
     codegen = models.add_parser(
         "codegen", parents=[common], help="write a typed input class from the catalog schema"
@@ -144,32 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     return parser
-
-
-def parse_inputs(pairs: Sequence[str], raw_json: str | None) -> dict[str, Any]:
-    """Inputs from `--input-json` and `-i NAME=VALUE` pairs (which win)."""
-    inputs: dict[str, Any] = {}
-    if raw_json is not None:
-        try:
-            value = json.loads(raw_json)
-        except ValueError as exc:
-            raise CommandError(f"--input-json is not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise CommandError("--input-json must be a JSON object")
-        inputs.update(value)
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or not name.strip():
-            raise CommandError(f"-i {pair!r}: expected NAME=VALUE")
-        try:
-            inputs[name.strip()] = json.loads(text, parse_constant=_as_text)
-        except ValueError:
-            inputs[name.strip()] = text
-    return inputs
-
-
-def _as_text(name: str) -> Any:
-    raise ValueError(name)  # NaN and Infinity stay text
 
 
 # ---------------------------------------------------------------- the client
@@ -201,7 +191,7 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Client]:
     """A Client on RunComfy, on --base-url, or (--simulate) on a simulator in this loop."""
     key = args.api_key.reveal() if args.api_key is not None else None
     if not args.simulate:
-        async with Client(key, base_url=args.base_url) as client:
+        async with Client(key, base_url=args.base_url, uploads=args.uploads) as client:
             yield client
         return
     from ..simulator import Simulator, SimulatorConfig
@@ -209,7 +199,7 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Client]:
     async with (
         # A seed of its own: request_ids never repeat across runs (journals, file names).
         Simulator(SimulatorConfig(time_scale=0.05, seed=secrets.randbits(63))) as sim,
-        Client(key, base_url=sim.url) as client,
+        Client(key, base_url=sim.url, uploads=args.uploads) as client,
     ):
         yield client
 
@@ -217,13 +207,28 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Client]:
 # ---------------------------------------------------------------- commands
 
 
+async def read_inputs(args: argparse.Namespace, client: Client) -> dict[str, Any]:
+    """The inputs of `-i` and `--input-json`, typed by the model's catalog schema (an unknown
+    model id is refused here, with the closest ids), and checked before any submit."""
+    catalog = None
+    try:
+        catalog = (await client.model_info(args.model_id)).input_schema
+    except (UnknownModelError, InvalidInputError):
+        raise
+    except RunComfyError:  # an outage: the submit's own check logs it and goes on
+        pass
+    schema = input_schema_of(args.model_id, catalog)
+    inputs = parse_inputs(args.input, args.input_json, schema)
+    encode_inputs(args.model_id, inputs)
+    return inputs
+
+
 async def cmd_run(args: argparse.Namespace) -> int:
     """Submit, print the request_id (stderr) at once, wait, print and save the outputs."""
-    inputs = parse_inputs(args.input, args.input_json)
-    encode_inputs(args.model_id, inputs)  # checked before the simulator or any call
     out = writable_folder(Path(args.out)) if args.out else None  # refused before paying
     started = time.monotonic()
     async with open_client(args) as client:
+        inputs = await read_inputs(args, client)
         request = await client.submit(args.model_id, inputs)
         timeout = args.timeout
         if timeout is not None:  # --timeout covers the submit and the wait
@@ -251,9 +256,8 @@ def answer(args: argparse.Namespace, data: Any, text: str) -> int:
 
 
 async def cmd_submit(args: argparse.Namespace) -> int:
-    inputs = parse_inputs(args.input, args.input_json)
-    encode_inputs(args.model_id, inputs)
     async with open_client(args) as client:
+        inputs = await read_inputs(args, client)
         request = await client.submit(args.model_id, inputs)
         submitted(request.request_id)
     data = {"request_id": request.request_id, "model_id": args.model_id}
@@ -296,6 +300,8 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 async def cmd_models(args: argparse.Namespace) -> int:
+    if args.models_command == "list":
+        return await cmd_models_list(args)
     async with open_client(args) as client:
         info = await client.model_info(args.model_id)
     if args.models_command == "info":
@@ -314,6 +320,32 @@ async def cmd_models(args: argparse.Namespace) -> int:
     except FileExistsError:
         raise CommandError(f"{args.out} exists: pass --force to replace it") from None
     print(f"wrote {args.out}")
+    return 0
+
+
+async def cmd_models_list(args: argparse.Namespace) -> int:
+    """The catalog, one line (or JSON object) per model, in the catalog's order."""
+    async with open_client(args) as client:
+        found = [
+            info
+            async for info in client.models(
+                args.search, args.category, include_schema=bool(args.json)
+            )
+        ]
+    if args.json:
+        for info in found:
+            print_json(msgspec.to_builtins(info))
+        return 0
+    if not found:
+        what = " ".join(
+            f"{option} {value!r}"
+            for option, value in (("--search", args.search), ("--category", args.category))
+            if value
+        )
+        raise CommandError(f"no model in the catalog matches {what or 'anything'}", 5)
+    width = max(len(info.model_id) for info in found)
+    for info in found:
+        print(list_line(info, width))
     return 0
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .._files import shown
 from .._journal import Entry, JournalRow
 
 __all__ = ["WORDS", "skipped_row", "word", "write_manifest"]
@@ -42,7 +43,7 @@ def journal_row(row: JournalRow, out: Path, resumed: bool) -> dict[str, Any]:
         "index": row.index,
         "key": row.key,
         "model_id": row.model_id,
-        "input": row.inputs,
+        "input": shown(row.inputs),  # a local file as {"$file": path, "sha256": hex}
         "request_id": row.request_id,
         "state": word(row),
         "error": row.error,

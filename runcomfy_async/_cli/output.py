@@ -32,7 +32,7 @@ from .._errors import (
     WaitTimeoutError,
 )
 from .._items import Item, Outcome, Progress
-from .._wire import ModelInfo, Result
+from .._wire import Result
 
 __all__ = [
     "EPILOG",
@@ -43,7 +43,6 @@ __all__ = [
     "NotSavedError",
     "ProgressDisplay",
     "Tally",
-    "describe_model",
     "duration",
     "error",
     "exit_code",
@@ -51,7 +50,6 @@ __all__ = [
     "print_json",
     "print_summary",
     "result_json",
-    "schema_lines",
     "usd",
     "warn",
     "writable_folder",
@@ -261,22 +259,32 @@ class Tally:
 
 
 class ProgressDisplay:
-    """Live batch progress on stderr: a bar redrawn in place on a terminal, else a plain line
-    every few seconds. `total` is the number of inputs; `tally` counts resumed items, which
-    are left out of the rate."""
+    """Live batch progress on stderr: a line redrawn in place on a terminal (cut to its width,
+    so it never wraps), else a plain line every few seconds. `total` is the number of inputs;
+    `tally` counts resumed items (left out of the rate) and the cost so far."""
 
-    def __init__(self, total: int, tally: Tally, *, tty: bool, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        total: int,
+        tally: Tally,
+        *,
+        tty: bool,
+        clock: Callable[[], float],
+        width: Callable[[], int] = lambda: 100,
+    ) -> None:
         self.total = total
         self.tally = tally
         self.tty = tty
         self._clock = clock
+        self._width = width
         self._started = clock()
         self._shown = ""
 
     @classmethod
     def for_stderr(cls, total: int, tally: Tally) -> ProgressDisplay:
         isatty = getattr(sys.stderr, "isatty", None)
-        return cls(total, tally, tty=bool(isatty and isatty()), clock=time.monotonic)
+        tty = bool(isatty and isatty())
+        return cls(total, tally, tty=tty, clock=time.monotonic, width=_stderr_width)
 
     async def run(self, progress: Progress) -> None:
         """Redraw until cancelled."""
@@ -305,62 +313,52 @@ class ProgressDisplay:
 
     def text(self, progress: Progress) -> str:
         done = progress.done
-        counts = (
-            f"pending {progress.pending}, queued {progress.submitted + progress.queued}, "
-            f"running {progress.running}, succeeded {progress.succeeded}, "
-            f"failed {progress.failed}"
-        )
+        unread = max(self.total - progress.read, 0)  # not read yet: pending to the user too
+        states = [
+            ("pending", "pend", progress.pending + unread),
+            ("queued", "queue", progress.submitted + progress.queued),
+            ("running", "run", progress.running),
+            ("succeeded", "ok", progress.succeeded),
+            ("failed", "fail", progress.failed),
+        ]
         if progress.cancelled:
-            counts += f", cancelled {progress.cancelled}"
+            states.append(("cancelled", "cxl", progress.cancelled))
         if progress.unfinished:
-            counts += f", left running {progress.unfinished}"
+            states.append(("left running", "left", progress.unfinished))
         elapsed = max(self._clock() - self._started, 1e-9)
         live = max(done - self.tally.resumed, 0)
         rate = live / elapsed * 60.0  # items per minute, finished in this run
         left = max(self.total - done, 0)
         eta = duration(left / rate * 60.0) if rate > 0 else "?"
-        tail = f"{rate:.1f}/min, ETA {eta}"
+        cost = usd(self.tally.cost)
         if not self.tty:
-            return f"{done}/{self.total} done ({counts}), {tail}"
+            counts = ", ".join(f"{word} {n}" for word, _, n in states)
+            return f"{done}/{self.total} done ({counts}), {rate:.1f}/min, ETA {eta}, cost {cost}"
         filled = BAR_WIDTH * done // self.total if self.total else BAR_WIDTH
-        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-        return f"[{bar}] {done}/{self.total} {counts} | {tail}"
+        bar = "[" + "#" * filled + "-" * (BAR_WIDTH - filled) + "] "
+        tail = f"{rate:.1f}/min ETA {eta} | cost {cost}"
+        long = " ".join(f"{word} {n}" for word, _, n in states)
+        short = " ".join(f"{word} {n}" for _, word, n in states)
+        room = max(self._width() - 1, 20)  # the last column would wrap on some terminals
+        for line in (
+            f"{bar}{done}/{self.total} | {long} | {tail}",
+            f"{done}/{self.total} | {long} | {tail}",
+            f"{done}/{self.total} {short} | {tail}",
+        ):
+            if len(line) <= room:
+                return line
+        return line[:room]
 
 
-def describe_model(info: ModelInfo) -> str:
-    """A catalog entry for people: id, name, price, and the input schema."""
-    price = "unknown" if info.base_price_usd is None else usd(info.base_price_usd)
-    categories = ", ".join(info.categories) or "no category"
-    head = [
-        f"{info.model_id}: {info.name or ''} ({categories})",
-        f"price: {price} per {info.price_unit or 'unit'}",
-    ]
-    if info.pricing_note:
-        head.append(f"pricing: {info.pricing_note}")
-    return "\n".join(head + schema_lines(info.input_schema or {}))
-
-
-def schema_lines(schema: dict[str, Any]) -> list[str]:
-    """A model's input schema as aligned lines: name, type, required, rules, default."""
-    properties: dict[str, Any] = schema.get("properties") or {}
-    required = set(schema.get("required") or ())
-    if not properties:
-        return ["inputs: any JSON object (no schema published)"]
-    width = max(len(name) for name in properties)
-    lines = ["inputs:"]
-    for name, spec in properties.items():
-        spec = spec if isinstance(spec, dict) else {}
-        notes = ["required"] if name in required else []
-        if "enum" in spec:
-            notes.append("one of " + " | ".join(json.dumps(v) for v in spec["enum"]))
-        for rule, word in (("maxLength", "max length"), ("minimum", "min"), ("maximum", "max")):
-            if rule in spec:
-                notes.append(f"{word} {spec[rule]}")
-        if "default" in spec:
-            notes.append(f"default {json.dumps(spec['default'])}")
-        kind = str(spec.get("type", "any"))
-        lines.append(f"  {name:<{width}}  {kind:<8} {', '.join(notes)}".rstrip())
-    return lines
+def _stderr_width() -> int:
+    """Columns of the terminal stderr writes to ($COLUMNS wins), else 100."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns or 100
+    except (OSError, ValueError, AttributeError):
+        return 100
 
 
 def print_summary(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from aiohttp import hdrs, web
 
 from ._backend import ApiError, Backend
 from ._faults import FaultRule, parse_rules, rule_to_json
+from ._fetch import fetch_inputs
 from ._ledger import Call
 
 BACKEND = web.AppKey("backend", Backend)
@@ -76,8 +78,27 @@ def _base(request: web.Request) -> str:
 async def _submit(request: web.Request) -> web.StreamResponse:
     backend = request.app[BACKEND]
     body = await request.read()
-    status, answer = backend.submit(request.match_info["model_id"], body, _base(request))
+    model_id = request.match_info["model_id"]
+    if backend.config.fetch_inputs:
+        await _fetch_inputs(backend, model_id, body)
+    status, answer = backend.submit(model_id, body, _base(request))
     return _json(answer, status)
+
+
+async def _fetch_inputs(backend: Backend, model_id: str, body: bytes) -> None:
+    """Read the submit's file inputs as RunComfy would; one it cannot read: 422, no job."""
+    entry = backend.catalog.get(model_id)
+    try:
+        inputs = json.loads(body)
+    except ValueError:
+        return  # the submit answers it
+    if entry is None or not isinstance(inputs, dict):
+        return
+    fetched = await fetch_inputs(model_id, entry.input_schema, inputs)
+    backend.ledger.fetched += fetched
+    failed = [f"{one.field}: could not be fetched ({one.error})" for one in fetched if one.error]
+    if failed:
+        raise ApiError(422, 422001, "; ".join(failed))
 
 
 async def _status(request: web.Request) -> web.StreamResponse:

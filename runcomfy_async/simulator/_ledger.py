@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ._engine import Engine, Job
+from ._fetch import Fetched
 
 
 class Call(NamedTuple):
@@ -36,6 +37,7 @@ class Ledger:
         self.calls: Counter[str] = Counter()
         self.call_log: list[Call] = []
         self.cancels: Counter[str] = Counter()
+        self.fetched: list[Fetched] = []  # file inputs read (SimulatorConfig.fetch_inputs)
 
     def record(self, call: Call) -> None:
         """Count and log one call."""
@@ -86,6 +88,7 @@ class Ledger:
             "calls": dict(self.calls),
             "call_log": [call._asdict() for call in self.call_log],
             "cancels": dict(self.cancels),
+            "fetched": [fetched._asdict() for fetched in self.fetched],
             "peak_running": self.peak_running,
             "peak_queued": self.peak_queued,
             "total_charged": round(sum(job.charged for job in jobs), 6),

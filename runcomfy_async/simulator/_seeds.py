@@ -1,4 +1,5 @@
-"""The two seed models' catalog schemas, transcribed verbatim from their RunComfy pages."""
+"""The two seed models' catalog schemas, transcribed from their RunComfy pages (the rules
+verbatim; titles and descriptions in English, as RunComfy's English pages give them)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,23 @@ _TOO_BIG = "The uploaded image width and height must not exceed 8000 pixels."
 
 WAN_INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "title": "Esquema de entrada",
+    "title": "Input schema",
     "required": ["prompt"],
     "properties": {
-        "prompt": {"title": "Prompt", "description": "", "type": "string", "maxLength": 800},
-        "negative_prompt": {"title": "Negative Prompt", "description": "", "type": "string"},
+        "prompt": {
+            "title": "Prompt",
+            "description": "What the image should show.",
+            "type": "string",
+            "maxLength": 800,
+        },
+        "negative_prompt": {
+            "title": "Negative Prompt",
+            "description": "What the image should not show.",
+            "type": "string",
+        },
         "aspect_ratio": {
             "title": "Resolution (W:H)",
-            "description": "",
+            "description": "Width and height of the image in pixels, with its aspect ratio.",
             "type": "string",
             "enum": [
                 "1440:720 (2:1)",
@@ -36,10 +46,14 @@ WAN_INPUT_SCHEMA: dict[str, Any] = {
             ],
             "default": "1440:810 (16:9)",
         },
-        "seed": {"title": "Seed", "description": "", "type": "integer"},
+        "seed": {
+            "title": "Seed",
+            "description": "The same seed and inputs give the same image; unset: a random one.",
+            "type": "integer",
+        },
         "prompt_extend": {
             "title": "Magic Prompt",
-            "description": "",
+            "description": "Let the model expand the prompt with more detail first.",
             "type": "boolean",
             "default": True,
         },
@@ -48,13 +62,18 @@ WAN_INPUT_SCHEMA: dict[str, Any] = {
 
 RUNWAY_INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "title": "Esquema de entrada",
+    "title": "Input schema",
     "required": ["promptText", "promptImage"],
     "properties": {
-        "promptText": {"title": "Prompt", "description": "", "type": "string", "maxLength": 512},
+        "promptText": {
+            "title": "Prompt",
+            "description": "What should happen in the video.",
+            "type": "string",
+            "maxLength": 512,
+        },
         "promptImage": {
             "title": "Image",
-            "description": "",
+            "description": "The first frame of the video: a public https URL or a data: URI.",
             "type": "string",
             "validations": [
                 {
@@ -86,21 +105,21 @@ RUNWAY_INPUT_SCHEMA: dict[str, Any] = {
         },
         "ratio": {
             "title": "Aspect Ratio (W:H)",
-            "description": "",
+            "description": "Width and height of the video in pixels.",
             "type": "string",
             "enum": ["1280:768", "768:1280"],
             "default": "1280:768",
         },
         "duration": {
             "title": "Duration",
-            "description": "",
+            "description": "Length of the video in seconds.",
             "type": "integer",
             "enum": [5, 10],
             "default": 5,
         },
         "seed": {
             "title": "Seed",
-            "description": "",
+            "description": "The same seed and inputs give the same video; unset: a random one.",
             "maximum": 4294967295,
             "minimum": 0,
             "type": "integer",
@@ -111,16 +130,16 @@ RUNWAY_INPUT_SCHEMA: dict[str, Any] = {
 OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "image": {"type": "string", "format": "uri", "description": "URL de una sola imagen"},
-        "video": {"type": "string", "format": "uri", "description": "URL de un solo vídeo"},
+        "image": {"type": "string", "format": "uri", "description": "The URL of one image"},
+        "video": {"type": "string", "format": "uri", "description": "The URL of one video"},
         "images": {
             "type": "array",
-            "description": "varias URLs de imagen",
+            "description": "The URLs of several images",
             "items": {"type": "string", "format": "uri"},
         },
         "videos": {
             "type": "array",
-            "description": "varias URLs de vídeo",
+            "description": "The URLs of several videos",
             "items": {"type": "string", "format": "uri"},
         },
     },

@@ -39,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--errors-as-200", action="store_true", help="answer API errors as HTTP 200")
     add("--submit-rate", type=float, default=None, help="submits admitted per second (429 else)")
     add("--submit-burst", type=float, default=1.0, help="submits admitted at once (default: 1)")
+    add(
+        "--fetch-inputs",
+        action="store_true",
+        help="read every file input of a submit (URL or data: URI) as RunComfy does",
+    )
     add("--fresh-404", type=float, default=0.0, help="seconds a new request_id answers 404")
     add(
         "--unknown-model",
@@ -113,6 +118,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         files_base_url=args.files_base_url,
         submit_rate=args.submit_rate,
         submit_burst=args.submit_burst,
+        fetch_inputs=args.fetch_inputs,
         host=args.host,
         port=args.port,
     )
@@ -143,7 +149,23 @@ async def serve(
 
 
 def _announce(sim: Simulator) -> None:
-    print(f"runcomfy simulator: {sim.url}", flush=True)
+    """The URL first (one line scripts can read), then how to point the CLI and SDK at it."""
+    if sim.config.api_key is None:
+        key, which = "any", "Any API key works against it"
+    else:  # never printed: the user set it, and knows where
+        key = f'"${API_KEY_ENV}"'
+        which = f"Only the key in ${API_KEY_ENV} works against it"
+    lines = [
+        f"runcomfy simulator: {sim.url}",
+        f"  {which}. Point the runcomfy CLI and the SDK at it with:",
+        "",
+        f"    export RUNCOMFY_BASE_URL={sim.url} RUNCOMFY_API_KEY={key}",
+        "",
+        f"  or in Python: rc.Client({key!r}, base_url={sim.url!r}). Ctrl-C stops it.",
+    ]
+    if sim.config.api_key is not None:
+        lines[-1] = f"  or in Python: rc.Client(key, base_url={sim.url!r}). Ctrl-C stops it."
+    print("\n".join(lines), flush=True)
 
 
 def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import inspect
-import io
 import json
 import re
 import struct
-import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,25 +213,6 @@ def test_failures_and_unknown_submits_are_counted_and_resumed_as_such(
         assert resent.code == 1  # the failed ones stay failed
     finally:
         sim.stop()
-
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_on_a_terminal_progress_is_a_bar_redrawn_in_place(
-    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    prompts = write(tmp_path / "p.txt", "one", "two", "three")
-    terminal = _Terminal()
-    monkeypatch.setattr(sys, "stderr", terminal)
-    done = cli("batch", WAN, prompts, "--out", tmp_path / "out", "--simulate")
-    assert done.code == 0
-    shown = terminal.getvalue()
-    assert "\r[" in shown
-    assert re.search(r"\] 3/3 .*succeeded 3.*/min, ETA", shown)
-    assert not PROGRESS.search(shown)
 
 
 def test_input_files_are_read_lazily(tmp_path: Path) -> None:

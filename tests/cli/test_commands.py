@@ -137,7 +137,7 @@ def test_bad_enum_value_exits_2_with_one_line_naming_the_field(cli: Any) -> None
         (["--input-json", "{nope"], "--input-json"),
         (["--input-json", "[1, 2]"], "JSON object"),
         (["-i", "prompt=x", "-i", "colour=red"], "colour"),
-        (["-i", "prompt=123"], "prompt"),  # JSON 123 is a number, and a prompt is text
+        (["-i", "prompt=x", "-i", "seed=1.5"], "seed takes an integer"),
     ],
 )
 def test_bad_inputs_exit_2_before_any_call(cli: Any, args: list[str], words: str) -> None:
@@ -190,10 +190,10 @@ def test_run_timeout_exits_6(cli: Any) -> None:
     assert "runcomfy wait " in lines[2]
 
 
-def test_unknown_model_is_invalid_input(cli: Any) -> None:
+def test_unknown_model_is_not_found(cli: Any) -> None:
     done = cli("models", "info", "acme/no-such-model", "--simulate")
-    assert done.code == 2  # RunComfy answers 400001 "invalid model_id"
-    assert "acme/no-such-model" in done.err
+    assert done.code == 5  # RunComfy answers 400001 "invalid model_id"
+    assert "unknown model acme/no-such-model" in done.err
 
 
 def test_argparse_usage_errors_exit_2(cli: Any) -> None:

@@ -246,7 +246,7 @@ async def test_cancelling_a_waiting_task_cancels_its_queued_request() -> None:
 async def test_model_info_has_the_schema_and_price(sim: Simulator) -> None:
     async with fast_client(sim.url) as client:
         info = await client.model_info(RUNWAY)
-        with pytest.raises(rc.BadRequestError):
+        with pytest.raises(rc.UnknownModelError):  # RunComfy's 400001
             await client.model_info("acme/not-a-model")
     assert info.model_id == RUNWAY
     assert info.input_schema is not None

@@ -120,12 +120,17 @@ async def test_a_catalog_outage_does_not_block_submits(caplog: pytest.LogCapture
     assert "could not be read" in caplog.text
 
 
-async def test_a_model_the_catalog_does_not_list_is_sent_unchecked() -> None:
+async def test_a_model_the_catalog_does_not_list_is_refused_unless_validate_is_off() -> None:
     async with Simulator(config()) as sim, rc.Client("k", base_url=sim.url) as client:
-        with pytest.raises(rc.BadRequestError):  # the submit itself says so
-            await client.submit("acme/no-such-model", {"anything": 1})
-    assert len(calls(sim, "catalog")) == 1
+        for _ in range(2):
+            with pytest.raises(rc.UnknownModelError) as caught:
+                await client.submit("acme/no-such-model", {"anything": 1})
+        assert len(calls(sim, "submit")) == 0
+        with pytest.raises(rc.BadRequestError):  # unchecked: the submit itself says so
+            await client.submit("acme/no-such-model", {"anything": 1}, validate=False)
     assert len(calls(sim, "submit")) == 1
+    assert len([c for c in calls(sim, "catalog") if c.subject == "acme/no-such-model"]) == 1
+    assert caught.value.model_id == "acme/no-such-model"
 
 
 async def test_preflight_refuses_an_image_that_breaks_the_models_rules() -> None:

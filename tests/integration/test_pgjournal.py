@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 import runcomfy_async as rc
-from runcomfy_async import _pgjournal
+from runcomfy_async import _pgschema
 from runcomfy_async._journal import Entry
 from runcomfy_async._pgjournal import PgJournal, open_journal, read_pg_journal, redact
 from tests.pgserver import PASSWORD
@@ -182,7 +182,7 @@ async def test_the_schema_is_versioned_and_a_newer_one_is_refused(pg_server: Any
     await journal.close()
     async with await psycopg.AsyncConnection.connect(spec, autocommit=True) as db:
         found = await (await db.execute("SELECT value FROM runcomfy_meta")).fetchone()
-        assert found == (str(_pgjournal.VERSION),)
+        assert found == (str(_pgschema.VERSION),)
         await db.execute("UPDATE runcomfy_meta SET value='99'")
     with pytest.raises(rc.ConfigurationError, match="schema version 99") as caught:
         await open_journal(spec, name())

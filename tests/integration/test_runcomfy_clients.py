@@ -208,23 +208,23 @@ async def test_a_requested_cancel_that_does_not_land_in_the_grace_is_left_unfini
     assert cancels == {"cancellation_requested": 1}
 
 
-@pytest.mark.parametrize(
-    ("style", "error"), [("404", rc.NotFoundError), ("400001", rc.BadRequestError)]
-)
-async def test_an_unknown_model_is_refused_either_way_and_nothing_is_paid(
-    style: str, error: type[rc.APIError]
+@pytest.mark.parametrize(("style", "status_code"), [("404", 404), ("400001", 400)])
+async def test_an_unknown_model_is_refused_either_way_before_any_submit(
+    style: str, status_code: int
 ) -> None:
     config = SimulatorConfig(quirks=Quirks(unknown_model=style))  # type: ignore[arg-type]
     async with Simulator(config) as sim, client_for(sim) as client:
-        with pytest.raises(error) as caught:
-            await client.submit("acme/nothing/text-to-image", {"prompt": "a"})
-        with pytest.raises(error):
+        with pytest.raises(rc.UnknownModelError) as caught:
+            await client.submit("wan-ai/wan-2-2/text-to-imag", {"prompt": "a"})
+        with pytest.raises(rc.NotFoundError):
             await client.model_info("acme/nothing/text-to-image")
         items = [item async for item in client.map([("acme/nothing/text-to-image", {"p": 1})])]
-    assert "acme/nothing/text-to-image" in str(caught.value)
-    assert isinstance(items[0].error, error)
+    assert "did you mean wan-ai/wan-2-2/text-to-image?" in str(caught.value)
+    assert caught.value.suggestions[0] == "wan-ai/wan-2-2/text-to-image"
+    assert caught.value.status_code == status_code
+    assert isinstance(items[0].error, rc.UnknownModelError)
     assert sim.ledger.jobs == []
-    assert sim.ledger.calls["submit"] == 2  # once each, never resent
+    assert sim.ledger.calls.get("submit", 0) == 0  # refused before any submit
 
 
 async def test_a_submit_over_64_mib_never_reaches_the_simulator() -> None:

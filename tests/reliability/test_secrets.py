@@ -177,7 +177,8 @@ async def client_scenario(world: World, folder: Path, seen: Seen) -> None:
         await expect_error(client.wait(slow, timeout=0.01, cancel_on_timeout=True))
         seen.add(await client.cancel(slow))
         await expect_error(client.submit(WAN, {"prompt": "x" * 801}))  # invalid input
-        await expect_error(client.model_info("acme/no-such-model"))
+        await expect_error(client.model_info("acme/no-such-model"))  # with did-you-mean
+        await expect_error(client.submit("acme/no-such-model", {"a": 1}, validate=False))
 
         await faults(
             {"action": "status", "endpoint": "submit", "status_code": 503, "probability": 0.1},
@@ -216,6 +217,7 @@ def test_the_canary_key_leaks_from_no_client_call_log_error_repr_or_file(
     kinds = {type(exc) for exc in seen.errors}
     assert {rc.SubmissionUnknownError, rc.NotFoundError, rc.WaitTimeoutError} <= kinds
     assert {rc.AuthenticationError, rc.InvalidInputError, rc.BadRequestError} <= kinds
+    assert rc.UnknownModelError in kinds
     assert seen.leaks() == []
     count, leaking = file_leaks(tmp_path, skip=tmp_path / "none")
     assert count >= 10  # the journal and the downloaded files

@@ -35,6 +35,7 @@ def test_every_blocking_call_works_from_plain_code(
     with rc.SyncClient("k", base_url=runcomfy_simulator.url) as client:
         info = client.model_info(WAN)
         assert info.model_id == WAN
+        assert [i.model_id for i in client.models(search="wan-2-2")] == [WAN]
         request = client.submit(models.Wan22TextToImage(prompt="a red fox"))
         assert client.status(request).request_id == request.request_id
         done = client.wait(request, timeout=60)

@@ -8,7 +8,7 @@ Nothing here runs. pytest may import this file but finds no tests in it: the che
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any, assert_type
 
@@ -32,6 +32,8 @@ async def check_client_methods(client: rc.Client) -> None:
     assert_type(await client.run("acme/some-model", {"x": 1}), rc.Result)
     assert_type(await client.cancel(request), rc.CancelOutcome)
     assert_type(await client.model_info("acme/some-model"), rc.ModelInfo)
+    assert_type([i async for i in client.models(search="fox", category="x")], list[rc.ModelInfo])
+    assert_type(client.models(include_schema=False), AsyncIterator[rc.ModelInfo])
     assert_type(await client.aclose(), None)
 
     assert_type(await request.status(), rc.Status)
@@ -69,6 +71,7 @@ def check_values(status: rc.Status, result: rc.Result, outcome: rc.CancelOutcome
     assert_type(result.model_id, str | None)
     assert_type(result.submitted_model_id, str | None)
     assert_type(result.model_mismatch, bool)
+    assert_type(result.ok, bool)
     assert_type(status.error, Any)
 
     assert_type(result.request_id, str)

@@ -25,12 +25,14 @@ PUBLIC_PRIVATE_MODULES = [
     "runcomfy_async._sink",
     "runcomfy_async._errors",
     "runcomfy_async._batch",
+    "runcomfy_async._files",
     "runcomfy_async._items",
     "runcomfy_async._inputs",
     "runcomfy_async._journal",
     "runcomfy_async._policy",
     "runcomfy_async._retry",
     "runcomfy_async._sync",
+    "runcomfy_async._telemetry",
     "runcomfy_async._wire",
 ]
 

@@ -1,0 +1,140 @@
+"""The PostgreSQL journal's ground: connection specs (lease, redaction), the driver, the schema."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from ._errors import ConfigurationError
+from ._journal import JournalRow, journal_row
+
+__all__ = ["VERSION", "is_postgres", "migrate", "redact", "select_rows"]
+
+EXTRA = "postgres"
+DEFAULT_LEASE = 30.0  # seconds a worker's claims outlive its last heartbeat
+
+# The schema, by version: each entry brings a database from the version before it to its
+# own. The SDK applies what is missing at open, under an advisory lock (workers starting
+# together migrate once), and refuses a database newer than it knows.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE runcomfy_items ("
+        " batch TEXT NOT NULL, key TEXT NOT NULL, idx BIGINT NOT NULL, line BIGINT,"
+        " model_id TEXT NOT NULL, inputs TEXT NOT NULL, input_hash TEXT NOT NULL,"
+        " state TEXT NOT NULL, owner TEXT, request_id TEXT, outputs TEXT, error TEXT,"
+        " cost DOUBLE PRECISION, files TEXT, attempts TEXT,"
+        " created_at TIMESTAMPTZ NOT NULL DEFAULT now(), sent_at TIMESTAMPTZ,"
+        " finished_at TIMESTAMPTZ, PRIMARY KEY (batch, key))",
+        "CREATE INDEX runcomfy_items_order ON runcomfy_items (batch, idx)",
+        "CREATE TABLE runcomfy_workers ("
+        " batch TEXT NOT NULL, worker TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,"
+        " started_at TIMESTAMPTZ NOT NULL DEFAULT now(), expires_at TIMESTAMPTZ NOT NULL,"
+        " PRIMARY KEY (batch, worker))",
+        "CREATE TABLE runcomfy_slots ("
+        " batch TEXT NOT NULL, n INTEGER NOT NULL, key TEXT, PRIMARY KEY (batch, n))",
+    ),
+)
+VERSION = len(_MIGRATIONS)
+_LOCK_ID = 0x52434A4E  # pg_advisory_xact_lock key of the migrations ("RCJN")
+
+
+def is_postgres(spec: object) -> bool:
+    """Whether a journal spec names a PostgreSQL database rather than a SQLite file."""
+    return isinstance(spec, str) and spec.startswith(("postgresql://", "postgres://"))
+
+
+def redact(spec: str) -> str:
+    """The connection string with its password replaced by `***`, for messages."""
+    parts = urllib.parse.urlsplit(spec)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    hidden = [(k, "***" if k == "password" else v) for k, v in query]
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=_urlencode(hidden)))
+
+
+def _urlencode(pairs: list[tuple[str, str]]) -> str:
+    return urllib.parse.urlencode(pairs, safe="*")
+
+
+def split_spec(spec: str) -> tuple[str, float]:
+    """The libpq connection string and the lease (seconds, from `?lease=`, ours, removed)."""
+    parts = urllib.parse.urlsplit(spec)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    lease = DEFAULT_LEASE
+    kept = []
+    for name, value in query:
+        if name == "lease":
+            try:
+                lease = float(value)
+            except ValueError:
+                raise ConfigurationError(f"journal {redact(spec)}: lease={value!r}") from None
+            if not 0.5 <= lease <= 86400:
+                raise ConfigurationError(f"journal {redact(spec)}: lease must be 0.5..86400 s")
+        else:
+            kept.append((name, value))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(kept))), lease
+
+
+def driver() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise ConfigurationError(
+            "a postgresql:// journal needs the PostgreSQL driver: "
+            "pip install 'runcomfy-async[postgres]'"
+        ) from None
+    return psycopg
+
+
+def scrub(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def check_batch(batch: str | None) -> str:
+    if not batch or len(batch) > 200 or not batch.isprintable():
+        raise ConfigurationError(
+            "a postgresql:// journal needs a batch name (batch=..., --batch NAME): "
+            "1 to 200 printable characters, the same on every worker of the batch"
+        )
+    return batch
+
+
+async def migrate(db: Any, where: str) -> None:
+    """Bring the schema up to this SDK's version, once, whoever else starts now."""
+    async with db.transaction():
+        await db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS runcomfy_meta (name TEXT PRIMARY KEY, value TEXT)"
+        )
+        found = await (
+            await db.execute("SELECT value FROM runcomfy_meta WHERE name='version'")
+        ).fetchone()
+        have = 0 if found is None else int(found[0])
+        if have > VERSION:
+            raise ConfigurationError(
+                f"the batch journal {where} has schema version {have}; this SDK "
+                f"knows 1 to {VERSION}: upgrade runcomfy-async"
+            )
+        for statements in _MIGRATIONS[have:]:
+            for statement in statements:
+                await db.execute(statement)
+        if have < VERSION:
+            await db.execute(
+                "INSERT INTO runcomfy_meta VALUES ('version', %s) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (str(VERSION),),
+            )
+
+
+async def select_rows(db: Any, batch: str) -> list[JournalRow]:
+    cursor = await db.execute(
+        "SELECT key, idx, line, model_id, inputs, state, request_id, outputs, error, cost,"
+        " files, attempts FROM runcomfy_items WHERE batch=%s AND state <> 'new'"
+        " ORDER BY idx, key",
+        (batch,),
+    )
+    return [journal_row(record) for record in await cursor.fetchall()]
