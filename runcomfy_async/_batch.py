@@ -119,7 +119,12 @@ class Engine:
             return
         core.phase = Phase.RUNNING  # before the first await: a second start() does nothing
         try:
-            core.journal = await open_journal(core.options.journal)
+            options = core.options
+            core.journal = await open_journal(
+                options.journal,
+                max_in_flight=options.max_in_flight,
+                saves_files=options.download_to is not None,
+            )
         except BaseException:
             core.phase = Phase.NEW  # nothing started: release the streams, then say why
             core.send.close()
