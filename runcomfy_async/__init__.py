@@ -111,3 +111,15 @@ __all__ = [
     "models",
     "read_journal",
 ]
+
+# Public names report the module users import them from (`runcomfy_async.NotFoundError` in
+# reprs and tracebacks, and pickles that find them there), as httpx and anyio do. Classes
+# with annotations keep theirs: msgspec and typing.get_type_hints resolve those in the
+# module `__module__` names.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) and "__annotations__" in vars(_value):
+        continue
+    if isinstance(_value, type) or callable(_value):
+        _value.__module__ = __name__
+del _name, _value

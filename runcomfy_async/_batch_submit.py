@@ -22,8 +22,8 @@ from ._errors import (
 )
 from ._inputs import ModelInput, encode_inputs
 from ._items import Job, Numbered
-from ._journal import Entry, Keys, Row
 from ._preflight import Preflight
+from ._rows import Entry, Keys, Row
 from ._runtime import Submitted
 from ._sink import recorded_files
 from ._wire import Output, Result, State

@@ -18,7 +18,7 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._items import BUCKET, Job
-from ._journal import Entry
+from ._rows import Entry
 from ._runtime import Submitted
 from ._sink import file_records
 from ._track import EXPIRED, Tracker, cancel_quietly

@@ -183,7 +183,6 @@ STILL_OVER = {
     "runcomfy_async._cli.commands": 445,
     "runcomfy_async._cli.output": 403,
     "runcomfy_async._client": 508,  # the public facade: overloads and docstrings
-    "runcomfy_async._journal": 443,
     "runcomfy_async._pgjournal": 514,
     "runcomfy_async._schema": 467,
     "runcomfy_async._sync": 488,
