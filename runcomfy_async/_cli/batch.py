@@ -16,11 +16,13 @@ import anyio
 
 from .._client import Client
 from .._cost import CostEstimate, estimate_cost
+from .._download import sanitize
 from .._files import from_json
 from .._inputs import encode_inputs
 from .._items import Numbered
 from .._journal import Entry, JournalRow, Keys, read_journal, will_submit
 from .._journals import open_journal
+from .._store import is_store_url, open_store
 from .._wire import ModelInfo
 from .gallery import write_gallery
 from .interrupt import catch_ctrl_c
@@ -149,6 +151,15 @@ def prompt_field(info: ModelInfo) -> str:
     return name
 
 
+def state_folder(url: str) -> Path:
+    """Where a batch writing to object store `url` keeps its journal, manifest and gallery
+    by default: runcomfy-state/<bucket>/<prefix> under the current folder, so the same
+    command run again from the same place resumes."""
+    bucket, _, prefix = url.split("://", 1)[1].partition("/")
+    parts = [sanitize(part) for part in (bucket, *prefix.split("/")) if sanitize(part)]
+    return Path("runcomfy-state", *parts)
+
+
 def _prepare(source: Path, out: Path) -> Path:
     """Check the input file exists and the output folder can be written; its absolute path."""
     if not source.is_file():
@@ -240,7 +251,14 @@ async def _forget_lost_simulator(journal: Path, rows: list[JournalRow]) -> list[
 async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: OpenClient) -> int:
     """Run `runcomfy batch`; the exit status."""
     source_path = Path(args.file)
-    out = _prepare(source_path, Path(args.out))
+    download_to: str | Path
+    if is_store_url(args.out):  # outputs to a bucket; the batch's own state stays here
+        open_store(args.out)  # a bad URL or a missing [storage] extra: refused now
+        out = _prepare(source_path, Path(args.state) if args.state else state_folder(args.out))
+        download_to = args.out
+        warn(f"outputs go to {args.out}; journal, manifest and gallery to {out}")
+    else:
+        out = download_to = _prepare(source_path, Path(args.out))
     journal = Path(args.journal) if args.journal else out / "journal.sqlite"
     manifest = out / "manifest.jsonl"
     rows = read_journal(journal)  # an unusable journal is refused before anything else
@@ -271,7 +289,7 @@ async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: 
             journal=journal,
             resubmit_unknown=args.resubmit_unknown,
             retry_failed=args.retry_failed,
-            download_to=out,
+            download_to=download_to,
             preflight=args.preflight,
             **({"name_template": args.name_template} if args.name_template else {}),
         )

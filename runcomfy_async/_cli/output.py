@@ -126,6 +126,17 @@ def exit_code(exc: BaseException) -> int:
     return 1
 
 
+def destination(text: str) -> Path | str:
+    """Where `--out` saves outputs: an object-store prefix as it is (its URL and the
+    [storage] extra checked now), else a writable folder (writable_folder)."""
+    from .._store import is_store_url, open_store
+
+    if is_store_url(text):
+        open_store(text)
+        return text
+    return writable_folder(Path(text))
+
+
 def writable_folder(path: Path, option: str = "--out") -> Path:
     """`path` as an absolute folder we can write into, created if missing; else CommandError,
     before anything is submitted (a result that cannot be saved is paid for and lost)."""
