@@ -187,7 +187,7 @@ STILL_OVER = {
     "runcomfy_async._schema": 467,
     "runcomfy_async._sync": 488,
     "runcomfy_async._transport": 447,
-    "runcomfy_async._wire": 422,
+    "runcomfy_async._wire": 427,
 }
 
 
