@@ -125,6 +125,7 @@ class Engine:
                 max_in_flight=options.max_in_flight,
                 saves_files=options.download_to is not None,
             )
+            await core.run_times.load(core.journal)
         except BaseException:
             core.phase = Phase.NEW  # nothing started: release the streams, then say why
             core.send.close()

@@ -14,6 +14,7 @@ from ._errors import RunComfyError, SubmissionUnknownError
 from ._items import BatchInput, Change, Item, Job, MapOptions, Outcome, Progress
 from ._journals import BatchJournal, NullJournal
 from ._runtime import Runtime
+from ._runtimes import JournalRunTimes
 from ._sink import DownloadedFile, Sink, open_sink
 from ._track import Tracker
 from ._wire import Result, State
@@ -59,6 +60,7 @@ class Core:
         self.slots = anyio.Semaphore(options.max_in_flight)
         self.deadline: float | None = None  # runtime clock time the batch's timeout ends
         self.journal: BatchJournal = NullJournal()  # the real one from start() to the end
+        self.run_times = JournalRunTimes(runtime.scheduler)  # kept in the journal too
         download_to = options.download_to
         # Where outputs go; without download_to, only to check files an earlier run saved.
         self.sink: Sink = open_sink(os.curdir if download_to is None else download_to)
@@ -217,4 +219,5 @@ class Core:
         must be written) and no outcome is being written; later writes go nowhere."""
         if self.fed.is_set() and not self._writes:
             journal, self.journal = self.journal, NullJournal()
+            await self.run_times.save(journal)
             await journal.close()

@@ -84,6 +84,7 @@ class Tracking:
                     await self._record(job, Entry.FAILED, outcome, error=str(mismatch))
                 else:
                     await self._record(job, Entry.SUCCEEDED, outcome)
+                await self.core.run_times.tick(self.core.journal)
             elif isinstance(outcome, RequestFailedError):
                 cancelled = isinstance(outcome, RequestCancelledError)
                 state = Entry.CANCELLED if cancelled else Entry.FAILED

@@ -32,6 +32,7 @@ from ._policy import PollPolicy
 from ._request import Request
 from ._retry import Clock, RetryPolicy, Sleep
 from ._runtime import Runtime, request_id_of
+from ._runtimes import run_times_file
 from ._sink import DownloadedFile
 from ._streams import as_completed, watch
 from ._telemetry import Telemetry, telemetry_of
@@ -55,7 +56,10 @@ class Client:
     `max_connections`; a `session` passed in is used as it is and not closed. `sleep`,
     `clock` and `rng` exist so tests can run in virtual time. `telemetry=True` emits
     OpenTelemetry spans and metrics (the `[otel]` extra; see runcomfy_async.otel); a
-    Telemetry of your own gets the same hooks.
+    Telemetry of your own gets the same hooks. `run_times` is where the run times learnt
+    per model are kept between processes, so a new client polls as a warmed-up one would:
+    True the per-user cache file (RUNCOMFY_RUN_TIMES, a path or `off`, overrides it), a
+    path that file, False nowhere.
 
     A local file input (`pathlib.Path`, `LocalFile`) is checked on disk against the model's
     media rules, then sent inline as a data: URI up to `inline_max_bytes` (bytes), else
@@ -87,6 +91,7 @@ class Client:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         telemetry: bool | Telemetry = False,
+        run_times: bool | str | os.PathLike[str] = True,
     ) -> None:
         env = environ()
         key = resolve_api_key(api_key, env)
@@ -127,6 +132,7 @@ class Client:
             allow_loopback=is_loopback(urlsplit(self.base_url).hostname or ""),
             files=FileInputs(file_settings(uploads, inline_max_bytes, upload_expires)),
             telemetry=traced,
+            run_times=run_times_file(run_times, env),
             clock=clock,
             sleep=sleep,
             rng=rng,

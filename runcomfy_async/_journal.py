@@ -9,7 +9,7 @@ import sqlite3
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from ._errors import ConfigurationError, JournalMismatchError
@@ -20,8 +20,10 @@ from ._rows import Keys as Keys
 from ._rows import Row as Row
 from ._rows import canonical as canonical
 from ._rows import dump as dump
+from ._rows import dump_samples as dump_samples
 from ._rows import load as load
 from ._rows import plan as plan
+from ._rows import samples_of as samples_of
 from ._rows import stable_key as stable_key
 from ._rows import will_submit as will_submit
 
@@ -48,8 +50,15 @@ CREATE TABLE IF NOT EXISTS items (
     line INTEGER,
     attempts TEXT
 );
+CREATE TABLE IF NOT EXISTS run_times (
+    model_id TEXT PRIMARY KEY,
+    samples TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
 """
 _VERSION = "2"
+# `run_times` came later within version 2: a table of its own, which readers of version 2
+# that do not know it never look at.
 # Version 1 had no `line` (the input's line) nor `attempts` (earlier requests of an input
 # that were billed and then retried): both are added in place, nothing else changed.
 _MIGRATE_1 = (
@@ -298,6 +307,21 @@ class Journal:
     async def files(self, key: str, files: list[dict[str, Any]]) -> None:
         """Record downloaded files (path, size, sha256) of a finished input."""
         self._db.execute("UPDATE items SET files=? WHERE key=?", (dump(files), key))
+
+    async def run_times(self) -> dict[str, list[float]]:
+        """Run-time samples per model id (seconds, oldest first) the batch's runs saved."""
+        found = self._db.execute("SELECT model_id, samples FROM run_times").fetchall()
+        return {model_id: samples_of(text) for model_id, text in found}
+
+    async def save_run_times(self, learnt: Mapping[str, Sequence[float]]) -> None:
+        """Replace the samples of each model named; the others stay."""
+        now = time.time()
+        with self._atomic():
+            for model_id, samples in learnt.items():
+                self._db.execute(
+                    "INSERT OR REPLACE INTO run_times VALUES (?, ?, ?)",
+                    (model_id, dump_samples(samples), now),
+                )
 
     async def counts(self) -> dict[str, int]:
         """How many inputs stand in each state."""

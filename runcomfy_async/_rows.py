@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +103,30 @@ def dump(value: Any) -> str:
 
 def load(text: str) -> Any:
     return msgspec.json.decode(text)
+
+
+RUN_TIMES_KEPT = 64  # run-time samples a journal keeps per model (the newest)
+
+
+def dump_samples(samples: Sequence[float]) -> str:
+    """Run-time samples as the journals store them: a JSON list of the newest, in ms."""
+    kept = [round(float(s), 3) for s in samples if s >= 0 and math.isfinite(s)]
+    return dump(kept[-RUN_TIMES_KEPT:])
+
+
+def samples_of(text: str) -> list[float]:
+    """The samples `dump_samples` stored; nothing usable is an empty list."""
+    try:
+        found = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return []
+    if not isinstance(found, list):
+        return []
+    return [
+        float(s)
+        for s in found
+        if isinstance(s, int | float) and not isinstance(s, bool) and math.isfinite(s) and s >= 0
+    ]
 
 
 def canonical(body: bytes) -> bytes:

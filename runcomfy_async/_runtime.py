@@ -31,6 +31,7 @@ from ._poll import Scheduler
 from ._preflight import Preflight
 from ._request import Request
 from ._retry import CallKind, Clock, Sleep
+from ._runtimes import RunTimesFile
 from ._service import Service, Work
 from ._telemetry import Telemetry
 from ._track import Tracker, TrackSettings, of_model
@@ -88,6 +89,7 @@ class Runtime:
         allow_loopback: bool,
         files: FileInputs,
         telemetry: Telemetry,
+        run_times: RunTimesFile | None,
         clock: Clock,
         sleep: Sleep,
         rng: random.Random,
@@ -100,6 +102,7 @@ class Runtime:
         self.allow_loopback = allow_loopback  # downloads and pre-flight may reach loopback
         self.files = files
         self.telemetry = telemetry
+        self.run_times = run_times  # where run times learnt are kept between processes
         self.checks = InputChecks(self.model_info, clock, allow_loopback=allow_loopback)
         self.batches: weakref.WeakSet[Batches] = weakref.WeakSet()  # running map()s
         self._recent: dict[str, float] = {}  # request_id -> clock time it was submitted
@@ -118,9 +121,16 @@ class Runtime:
 
     # ------------------------------------------------------------------ life
 
+    @property
+    def scheduler(self) -> Scheduler:
+        """The poller pool (what a batch's journal seeds and saves run times through)."""
+        return self._scheduler
+
     async def open(self) -> None:
         await self.transport.open()
         self._service.open()
+        if self.run_times is not None:
+            self._scheduler.seed(self.run_times.load())
 
     async def close(self) -> None:
         """Interrupt the running batches (within the cancel grace), stop the background
@@ -131,6 +141,8 @@ class Runtime:
                     for batch in list(self.batches):
                         group.start_soon(batch.interrupt)
             await self._service.close()
+            if self.run_times is not None:
+                self.run_times.save(self._scheduler.learnt())
             downloader, self._downloader = self._downloader, None
             if downloader is not None:
                 await downloader.__aexit__(None, None, None)
