@@ -182,10 +182,10 @@ STILL_OVER = {
     "runcomfy_async._cli.codegen": 429,  # a layout engine inside the code generator
     "runcomfy_async._cli.commands": 445,
     "runcomfy_async._cli.output": 414,
-    "runcomfy_async._client": 508,  # the public facade: overloads and docstrings
-    "runcomfy_async._pgjournal": 514,
+    "runcomfy_async._client": 514,  # the public facade: overloads and docstrings
+    "runcomfy_async._pgjournal": 535,
     "runcomfy_async._schema": 467,
-    "runcomfy_async._sync": 488,
+    "runcomfy_async._sync": 490,
     "runcomfy_async._transport": 447,
     "runcomfy_async._wire": 427,
 }
