@@ -33,6 +33,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE runcomfy_slots ("
         " batch TEXT NOT NULL, n INTEGER NOT NULL, key TEXT, PRIMARY KEY (batch, n))",
     ),
+    (  # 2: run times learnt per model, so a resumed or shared batch starts warm
+        "CREATE TABLE runcomfy_run_times ("
+        " batch TEXT NOT NULL, model_id TEXT NOT NULL, samples TEXT NOT NULL,"
+        " updated_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (batch, model_id))",
+    ),
 )
 VERSION = len(_MIGRATIONS)
 _LOCK_ID = 0x52434A4E  # pg_advisory_xact_lock key of the migrations ("RCJN")

@@ -96,6 +96,16 @@ def _no_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _own_run_times_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Each test's clients (and CLI runs) keep learnt run times in a cache of the test's
+    own: never the user's, and never warm from another test."""
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("RUNCOMFY_RUN_TIMES", str(folder / "run_times.json"))
+
+
+@pytest.fixture(autouse=True)
 def _typed_inputs_registry() -> Iterator[None]:
     """Classes a test defines or loads (generated ones too) register their model ids with the
     package, and would check other tests' dict inputs: each test gets the registry back."""

@@ -141,7 +141,7 @@ def test_a_video_batch_shows_a_player_with_its_first_frame(cli: Any, tmp_path: P
 
 
 def test_an_output_kept_in_an_object_store_is_named_not_fetched() -> None:
-    from runcomfy_async._cli_gallery import render_gallery
+    from runcomfy_async._cli.gallery import render_gallery
 
     entry = {"index": 0, "line": 1, "state": "succeeded", "input": {"prompt": "a fox"}}
     entry["files"] = [{"path": "s3://bucket/run/0000-a-fox-0.png", "size": 10, "sha256": "0"}]

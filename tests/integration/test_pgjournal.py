@@ -230,3 +230,21 @@ def test_without_the_driver_the_error_names_the_extra(pg_server: Any) -> None:
     assert "ConfigurationError" in done.stdout, done.stderr
     assert "pip install 'runcomfy-async[postgres]'" in done.stdout
     assert PASSWORD not in done.stdout + done.stderr
+
+
+async def test_run_times_are_shared_by_the_workers_of_a_batch_and_only_that_batch(
+    pg_server: Any,
+) -> None:
+    batch = name()
+    first = await open_journal(pg_server.dsn(), batch)
+    second = await open_journal(pg_server.dsn(), batch)
+    other = await open_journal(pg_server.dsn(), name())
+    try:
+        assert await first.run_times() == {}
+        await first.save_run_times({MODEL: [12.5, 20.0], "x/y": [1.0]})
+        await second.save_run_times({MODEL: [30.0] * 100})  # the last save of a model wins
+        assert await first.run_times() == {MODEL: [30.0] * 64, "x/y": [1.0]}
+        assert await other.run_times() == {}
+    finally:
+        for journal in (first, second, other):
+            await journal.close()

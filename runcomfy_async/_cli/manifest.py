@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ._files import shown
-from ._journal import Entry, JournalRow
-from ._store import is_store_url
+from .._files import shown
+from .._journal import Entry, JournalRow
+from .._store import is_store_url
 
 __all__ = ["WORDS", "skipped_row", "word", "write_manifest"]
 

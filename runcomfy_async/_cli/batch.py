@@ -14,10 +14,21 @@ from typing import Any
 
 import anyio
 
-from ._cli_gallery import write_gallery
-from ._cli_interrupt import catch_ctrl_c
-from ._cli_manifest import skipped_row, word, write_manifest
-from ._cli_output import (
+from .._client import Client
+from .._cost import CostEstimate, estimate_cost
+from .._download import sanitize
+from .._errors import RequestCancelledError, SubmissionUnknownError
+from .._files import from_json
+from .._inputs import encode_inputs
+from .._items import Item, Numbered
+from .._journal import Entry, JournalRow, Keys, read_journal, will_submit
+from .._journals import open_journal
+from .._store import is_store_url, open_store
+from .._wire import ModelInfo
+from .gallery import write_gallery
+from .interrupt import catch_ctrl_c
+from .manifest import skipped_row, word, write_manifest
+from .output import (
     EXIT_INTERRUPTED,
     CommandError,
     ProgressDisplay,
@@ -27,17 +38,6 @@ from ._cli_output import (
     warn,
     writable_folder,
 )
-from ._client import Client
-from ._cost import CostEstimate, estimate_cost
-from ._download import sanitize
-from ._errors import RequestCancelledError, SubmissionUnknownError
-from ._files import from_json
-from ._inputs import encode_inputs
-from ._items import Item, Numbered
-from ._journal import Entry, JournalRow, Keys, read_journal, will_submit
-from ._journals import open_journal
-from ._store import is_store_url, open_store
-from ._wire import ModelInfo
 
 __all__ = ["InputFile", "run_batch"]
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import msgspec
 
-from ._cli_output import CommandError, print_json, usd
-from ._client import Client
-from ._wire import ModelInfo
+from .._client import Client
+from .._wire import ModelInfo
+from .output import CommandError, print_json, usd
 
 __all__ = ["describe_model", "field_lines", "list_line", "list_models", "shape"]
 

@@ -16,9 +16,13 @@ from typing import Any
 
 import msgspec
 
-from ._cli_inputs import input_schema_of, parse_inputs
-from ._cli_models import describe_model, list_models
-from ._cli_output import (
+from .._client import Client
+from .._config import KEY_ENV_VARS, Secret
+from .._errors import InvalidInputError, NotFoundError, RunComfyError, UnknownModelError
+from .._inputs import encode_inputs
+from .inputs import input_schema_of, parse_inputs
+from .models import describe_model, list_models
+from .output import (
     EPILOG,
     EXIT_INTERRUPTED,
     CommandError,
@@ -30,11 +34,7 @@ from ._cli_output import (
     result_json,
     warn,
 )
-from ._cli_wait import EXIT_TIMEOUT, again, deliver, submitted, wait_for
-from ._client import Client
-from ._config import KEY_ENV_VARS, Secret
-from ._errors import InvalidInputError, NotFoundError, RunComfyError, UnknownModelError
-from ._inputs import encode_inputs
+from .wait import EXIT_TIMEOUT, again, deliver, submitted, wait_for
 
 __all__ = ["main"]
 
@@ -53,7 +53,7 @@ def _positive_float(text: str, kind: type[float] = float) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -206,7 +206,7 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Client]:
         async with Client(key, base_url=args.base_url, uploads=args.uploads) as client:
             yield client
         return
-    from .simulator import Simulator, SimulatorConfig
+    from ..simulator import Simulator, SimulatorConfig
 
     async with (
         # A seed of its own: request_ids never repeat across runs (journals, file names).
@@ -318,7 +318,7 @@ async def cmd_models(args: argparse.Namespace) -> int:
         info = await client.model_info(args.model_id)
     if args.models_command == "info":
         return answer(args, msgspec.to_builtins(info), describe_model(info))
-    from ._codegen import generate_model_module, write_model_module
+    from .codegen import generate_model_module, write_model_module
 
     try:
         source = generate_model_module(info, class_name=args.class_name, in_package=False)
@@ -336,7 +336,7 @@ async def cmd_models(args: argparse.Namespace) -> int:
 
 
 async def cmd_batch(args: argparse.Namespace) -> int:
-    from ._cli_batch import run_batch
+    from .batch import run_batch
 
     return await run_batch(args, args.argv, open_client)
 
@@ -385,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `runcomfy` command; returns the exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["simulator"]:
-        from .simulator import main as simulator_main
+        from ..simulator import main as simulator_main
 
         try:
             return simulator_main(arguments[1:], prog="runcomfy simulator")

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import anyio
 
-from ._cli_interrupt import catch_ctrl_c
-from ._cli_output import (
+from .._client import Client
+from .._errors import DownloadError, WaitTimeoutError
+from .._wire import Result
+from .interrupt import catch_ctrl_c
+from .output import (
     EXIT_INTERRUPTED,
     CommandError,
     NotSavedError,
@@ -19,9 +22,6 @@ from ._cli_output import (
     usd,
     warn,
 )
-from ._client import Client
-from ._errors import DownloadError, WaitTimeoutError
-from ._wire import Result
 
 __all__ = ["again", "deliver", "wait_for"]
 

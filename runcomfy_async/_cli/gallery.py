@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ._cli_output import duration, usd
+from .output import duration, usd
 
 __all__ = ["read_manifest", "render_gallery", "write_gallery"]
 
