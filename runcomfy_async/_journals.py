@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import ConfigurationError
-from ._journal import Entry, Journal, JournalRow, Row
+from ._journal import Journal
+from ._rows import Entry, JournalRow, Row
 
 if TYPE_CHECKING:
     from ._pgjournal import PgJournal
@@ -162,12 +163,17 @@ def is_postgres(spec: str | os.PathLike[str]) -> bool:
 
 
 async def open_journal(
-    spec: str | os.PathLike[str] | None, *, batch: str | None = None
+    spec: str | os.PathLike[str] | None,
+    *,
+    batch: str | None = None,
+    max_in_flight: int | None = None,
+    saves_files: bool = False,
 ) -> BatchJournal:
     """The journal a batch writes to: none (NullJournal), a SQLite file (a path), or a
     PostgreSQL database (a `postgresql://` or `postgres://` URL, with the `[postgres]` extra:
     `runcomfy_async._pgjournal.open_journal(spec, batch)` is awaited for it; `batch` names
-    the batch there, and means nothing to a SQLite file, which holds one batch).
+    the batch there, `max_in_flight` its cap across all workers, `saves_files` whether this
+    run saves outputs; none means anything to a SQLite file, which one run holds).
 
     Raises ConfigurationError for a journal that cannot be used, JournalBusyError when
     another run holds it.
@@ -182,7 +188,9 @@ async def open_journal(
                 "a PostgreSQL journal needs the [postgres] extra: "
                 "pip install 'runcomfy-async[postgres]'"
             ) from exc
-        journal: BatchJournal = await module.open_journal(spec, batch)
+        journal: BatchJournal = await module.open_journal(
+            spec, batch, max_in_flight=max_in_flight, saves_files=saves_files
+        )
         return journal
     return Journal(spec)
 
