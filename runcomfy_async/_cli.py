@@ -113,7 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("model_id", metavar="MODEL_ID")
     batch.add_argument("file", metavar="PROMPTS.txt|INPUTS.jsonl")
     batch.add_argument("--out", required=True, metavar="DIR", help="outputs and manifest.jsonl")
-    batch.add_argument("--journal", metavar="F", help="default: DIR/journal.sqlite")
+    batch.add_argument(
+        "--journal",
+        metavar="F|URL",
+        help="default: DIR/journal.sqlite; postgresql://... shares the batch (with --batch)",
+    )
+    batch.add_argument("--batch", metavar="NAME", help="the shared batch of a postgresql journal")
     batch.add_argument("--max-in-flight", type=_positive_int, default=32, metavar="N")
     batch.add_argument("--max-cost", type=float, metavar="USD", help="refuse to start above")
     batch.add_argument(
@@ -134,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="skip fetching file inputs' headers to check the model's media rules first",
     )
+    status = add("batch-status", help="a batch's progress and manifest, from its journal alone")
+    status.add_argument("--journal", required=True, metavar="F|URL", help="as for batch")
+    status.add_argument("--batch", metavar="NAME", help="the shared batch of a postgresql journal")
+    status.add_argument("--manifest", metavar="PATH", help="write the manifest (JSON lines) here")
+    status.set_defaults(simulate=False, base_url=None, api_key_file=None)  # needs no key
     models = add("models", help="model catalog").add_subparsers(
         dest="models_command", metavar="COMMAND", required=True
     )
@@ -355,6 +365,12 @@ async def cmd_batch(args: argparse.Namespace) -> int:
     return await run_batch(args, args.argv, open_client)
 
 
+async def cmd_batch_status(args: argparse.Namespace) -> int:
+    from ._cli_batch_status import run_batch_status
+
+    return await run_batch_status(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "run": cmd_run,
     "submit": cmd_submit,
@@ -363,6 +379,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "wait": cmd_wait,
     "cancel": cmd_cancel,
     "batch": cmd_batch,
+    "batch-status": cmd_batch_status,
     "models": cmd_models,
 }
 
@@ -414,7 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.simulate and args.base_url:
             raise CommandError("--simulate and --base-url exclude each other")
-        args.api_key = read_key(args)  # a Secret: its repr never shows the key
+        # a Secret: its repr never shows the key (batch-status reads a journal, no API)
+        args.api_key = None if args.command == "batch-status" else read_key(args)
         return asyncio.run(COMMANDS[args.command](args))
     except KeyboardInterrupt:  # before a command's own Ctrl-C handling (e.g. mid-submit)
         if args.command in ("run", "submit") and not args.simulate:

@@ -123,6 +123,7 @@ class _Engine:
         key: Callable[[Any], Hashable] | None,
         on_change: Callable[[Change], None] | None,
         journal: str | os.PathLike[str] | None = None,
+        batch: str | None = None,
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
         download_to: str | os.PathLike[str] | None = None,
@@ -147,6 +148,8 @@ class _Engine:
         self._key = key
         self._on_change = on_change
         self._journal_path = journal
+        self._batch_name = batch
+        self._max_in_flight = max_in_flight
         self._journal: BatchJournal = NullJournal()  # the real one from start() to the end
         self._writes = 0  # outcomes being written by background tasks: the journal stays
         self._written = anyio.Event()  # set whenever _writes drops to 0
@@ -298,7 +301,12 @@ class _Engine:
             return
         self.started = True  # before the first await: a second start() does nothing
         try:
-            self._journal = await open_journal(self._journal_path)
+            self._journal = await open_journal(
+                self._journal_path,
+                batch=self._batch_name,
+                max_in_flight=self._max_in_flight,
+                saves_files=self._download_to is not None,
+            )
         except BaseException:
             self.started, self.closed = False, True  # release the streams, then say why
             self._send.close()
@@ -603,7 +611,8 @@ class _Engine:
         """Track an accepted request until it ends (or abandon it if the batch has)."""
         job.request_id = rid = request.request_id
         if self.closed:  # the batch ended while this submit was in flight
-            self.client._spawn(lambda: self._let_go_of(rid, None, job, False))
+            self._writing()  # its cancel is journaled before the journal closes
+            self.client._spawn(lambda: self._let_go_late(rid, job))
             return
         self._move(job, "submitted", None)
         tracker = self.client._tracker(request, deadline=None)
@@ -628,9 +637,7 @@ class _Engine:
             return
         # The outcome is written before its item is made, in the background (a journal may
         # be a server); the journal stays open until it is.
-        self._writes += 1
-        if self._written.is_set():
-            self._written = anyio.Event()
+        self._writing()
         try:
             spawned = self.client._spawn(lambda: self._write_then_settle(job, tracker))
         except RunComfyError:  # the client is closed
@@ -638,6 +645,19 @@ class _Engine:
         if not spawned:  # the item without the write: a rerun re-attaches to the request
             self._wrote()
             self._settle_now(job, tracker)
+
+    async def _let_go_late(self, rid: str, job: Job) -> None:
+        try:
+            await self._let_go_of(rid, None, job, False)
+        finally:
+            self._wrote()
+            if self._wound_up:
+                await self._close_journal()
+
+    def _writing(self) -> None:
+        self._writes += 1
+        if self._written.is_set():
+            self._written = anyio.Event()
 
     def _wrote(self) -> None:
         self._writes -= 1

@@ -145,12 +145,18 @@ def is_postgres(spec: str | os.PathLike[str]) -> bool:
 
 
 async def open_journal(
-    spec: str | os.PathLike[str] | None, *, batch: str | None = None
+    spec: str | os.PathLike[str] | None,
+    *,
+    batch: str | None = None,
+    max_in_flight: int | None = None,
+    saves_files: bool = False,
 ) -> BatchJournal:
     """The journal a batch writes to: none (NullJournal), a SQLite file (a path), or a
     PostgreSQL database (a `postgresql://` or `postgres://` URL, with the `[postgres]` extra:
     `runcomfy_async._pgjournal.open_journal(spec, batch)` is awaited for it; `batch` names
-    the batch there, and means nothing to a SQLite file, which holds one batch).
+    the batch there, and is refused for a SQLite file, which holds one batch).
+    The shared batch is joined with `max_in_flight` as the cap across all its workers;
+    `saves_files`: this run downloads its outputs.
 
     Raises ConfigurationError for a journal that cannot be used, JournalBusyError when
     another run holds it.
@@ -165,8 +171,15 @@ async def open_journal(
                 "a PostgreSQL journal needs the [postgres] extra: "
                 "pip install 'runcomfy-async[postgres]'"
             ) from exc
-        journal: BatchJournal = await module.open_journal(spec, batch)
+        journal: BatchJournal = await module.open_journal(
+            spec, batch, max_in_flight=max_in_flight, saves_files=saves_files
+        )
         return journal
+    if batch is not None:
+        raise ConfigurationError(
+            "batch= names a batch of a shared postgresql:// journal; a SQLite journal "
+            "file holds one batch: leave batch out, or use a postgresql:// journal"
+        )
     return Journal(spec)
 
 

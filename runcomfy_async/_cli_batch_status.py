@@ -1,0 +1,65 @@
+"""`runcomfy batch-status`: a batch's progress and manifest from its journal alone, any host."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+from ._cli_batch import read_rows
+from ._cli_manifest import word, write_manifest
+from ._cli_output import CommandError, usd, writable_folder
+from ._journals import is_postgres
+
+__all__ = ["run_batch_status"]
+
+
+async def run_batch_status(args: argparse.Namespace) -> int:
+    """Print where every input of the batch stands; write the manifest (--manifest)."""
+    journal: Path | str = args.journal
+    where = args.journal
+    workers: list[tuple[str, int, bool]] = []
+    in_flight = None
+    if is_postgres(args.journal):
+        if not args.batch:
+            raise CommandError("a postgresql:// --journal needs --batch NAME")
+        from ._pgjournal import PgJournal, redact
+
+        where = f"{redact(args.journal)} (batch {args.batch})"
+        shared = PgJournal(args.journal, args.batch)
+        try:
+            await shared.connect(lease=False)  # a reader: it takes no lease
+            workers, in_flight = await shared.workers(), await shared.in_flight()
+        finally:
+            await shared.close()
+    else:
+        if args.batch:
+            raise CommandError("--batch NAME names a batch of a postgresql:// --journal")
+        journal = Path(args.journal)
+        if not journal.is_file():
+            raise CommandError(f"no such journal: {journal}")
+    rows = await read_rows(journal, args.batch)
+    words = Counter(word(row) for row in rows)
+    spent = sum(row.spent for row in rows)
+    order = ("succeeded", "failed", "cancelled", "running", "unknown", "not sent")
+    counts = ", ".join(f"{words.get(name, 0)} {name}" for name in order)
+    lines = [f"runcomfy batch-status: {len(rows)} inputs: {counts}", f"  journal: {where}"]
+    if in_flight is not None:
+        lines.append(f"  in flight across the batch's workers: {in_flight}")
+    live = [f"{host}:{pid}" for host, pid, alive in workers if alive]
+    lapsed = [f"{host}:{pid}" for host, pid, alive in workers if not alive]
+    if workers:
+        lines.append(f"  workers: {len(live)} live ({', '.join(live) or '-'})")
+        if lapsed:
+            lines.append(
+                f"  lease expired: {', '.join(lapsed)} (their requests are taken over by the "
+                "next worker that reads them)"
+            )
+    lines.append(f"  cost so far: {usd(spent)}")
+    if args.manifest:
+        manifest = Path(args.manifest)
+        writable_folder(manifest.parent, "--manifest")  # created if need be
+        write_manifest(manifest, rows, [], resumed=set())
+        lines.append(f"  manifest: {manifest}")
+    print("\n".join(lines), flush=True)
+    return 0
