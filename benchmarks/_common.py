@@ -290,3 +290,41 @@ def command() -> str:
 
 def header(title: str) -> None:
     print(f"{title}\n{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, {command()}\n")
+
+
+def ratio_targets(
+    sdk: Run,
+    raw: Run,
+    *,
+    wall: float | None = None,
+    p95: float | None = None,
+    rss: float | None = None,
+) -> bool:
+    """Print the SDK's targets as ratios to the raw loop of the same run (submit span <= 1.1x,
+    CPU per HTTP call <= 1.1x, and the optional wall / p95 (s) / peak RSS ones); all met?"""
+    checks: list[tuple[str, float, float, str]] = []
+    span, raw_span = sdk.ideal_wall()[0], raw.ideal_wall()[0]
+    checks.append(("submit span", span / raw_span, 1.1, f"{span:.2f} s vs {raw_span:.2f} s"))
+    cpu = sdk.worker["cpu"] / max(1, _calls_total(sdk))
+    raw_cpu = raw.worker["cpu"] / max(1, _calls_total(raw))
+    checks.append(
+        ("CPU per HTTP call", cpu / raw_cpu, 1.1, f"{1e3 * cpu:.3f} ms vs {1e3 * raw_cpu:.3f} ms")
+    )
+    if wall is not None:
+        w, rw = sdk.worker["wall"], raw.worker["wall"]
+        checks.append(("wall", w / rw, wall, f"{w:.2f} s vs {rw:.2f} s"))
+    if rss is not None:
+        r, rr = sdk.worker["rss_peak_kb"], raw.worker["rss_peak_kb"]
+        checks.append(("peak RSS", r / rr, rss, f"{mib(r):.1f} MiB vs {mib(rr):.1f} MiB"))
+    print(f"targets ({sdk.name} vs {raw.name}, same run):")
+    met = True
+    for name, ratio, target, text in checks:
+        met &= ratio <= target
+        print(
+            f"  {name} = {text} ({ratio:.2f}x; target <= {target:g}x): {verdict(ratio <= target)}"
+        )
+    if p95 is not None:
+        got = percentile(sdk.latencies(), 95)
+        met &= got <= p95
+        print(f"  detection latency p95 = {got:.3f} s (target <= {p95:g} s): {verdict(got <= p95)}")
+    return met

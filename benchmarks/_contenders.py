@@ -103,7 +103,8 @@ async def measured(spec: Spec, work: Work) -> dict[str, Any]:
 
 
 async def sdk_map(spec: Spec) -> dict[str, Any]:
-    """client.map() over the inputs; a PollPolicy from spec["poll"] if given. With
+    """client.map() over the inputs; a PollPolicy from spec["poll"] if given, the run-times
+    cache file spec["run_times"] if given (none otherwise). With
     spec["warmup"] (model -> count), the client first runs that batch unmeasured so that it
     has learnt the models' run times, then resets the simulator's ledger."""
     import runcomfy_async as rc
@@ -112,7 +113,11 @@ async def sdk_map(spec: Spec) -> dict[str, Any]:
     received: dict[str, float] = {}
     errors: list[str] = []
     async with rc.Client(
-        "bench", base_url=spec["url"], poll=policy, max_connections=spec["connections"]
+        "bench",
+        base_url=spec["url"],
+        poll=policy,
+        max_connections=spec["connections"],
+        run_times=spec.get("run_times", False),  # a cache file only where the spec says
     ) as client:
         if spec.get("warmup"):
             async with client.map(inputs_of(spec["warmup"]), max_in_flight=10_000) as batch:
@@ -126,7 +131,11 @@ async def sdk_map(spec: Spec) -> dict[str, Any]:
                 response.raise_for_status()
 
         async def work() -> dict[str, Any]:
-            batch = client.map(inputs_of(spec["mix"]), max_in_flight=spec["max_in_flight"])
+            batch = client.map(
+                inputs_of(spec["mix"]),
+                max_in_flight=spec["max_in_flight"],
+                journal=spec.get("journal"),
+            )
             async with batch:
                 async for item in batch:
                     now = time.monotonic()

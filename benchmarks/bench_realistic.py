@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import tempfile
 from collections import Counter
 from dataclasses import fields
 from typing import Any
@@ -81,8 +83,18 @@ def main() -> int:
         "connections": args.connections,
     }
     policy = scaled_policy(scale)
-    sdk = run_contender(
-        "sdk cold", sim, {"kind": "sdk_map", "poll": policy, **common}, timeout=args.timeout
+    cache = os.path.join(tempfile.mkdtemp(prefix="bench-run-times-"), "run_times.json")
+    sdk = run_contender(  # a new client with an empty cache file, which it fills
+        "sdk cold",
+        sim,
+        {"kind": "sdk_map", "poll": policy, "run_times": cache, **common},
+        timeout=args.timeout,
+    )
+    cached = run_contender(  # a new process: what 'sdk cold' left in the cache
+        "sdk cached",
+        sim,
+        {"kind": "sdk_map", "poll": policy, "run_times": cache, **common},
+        timeout=args.timeout,
     )
     warmup = {WAN: args.warmup, RUNWAY: args.warmup}
     warm = run_contender(
@@ -99,7 +111,7 @@ def main() -> int:
         {"kind": "raw_poll", "interval": interval, **common},
         timeout=args.timeout,
     )
-    runs = [sdk, warm, raw]
+    runs = [sdk, cached, warm, raw]
     header(
         f"Realistic mix: {args.images} images (run time uniform {args.image_time[0]:g}-"
         f"{args.image_time[1]:g} s) + {args.videos} videos ({args.video_time[0]:g}-"
@@ -131,20 +143,24 @@ def main() -> int:
         "so its latency is the fixed poll's.)\n"
     )
     p95_raw, s_raw = percentile(raw.latencies(), 95), raw.per_request("status")
-    print("targets (SDK vs fixed poll):")
-    for run in (sdk, warm):
+    print("targets (SDK vs fixed poll, same run):")
+    targets = ((sdk, 1.1, None), (cached, 0.6, 1.05), (warm, 0.6, 1.05))
+    for run, calls_target, p95_target in targets:
         p95, status = percentile(run.latencies(), 95), run.per_request("status")
-        print(
-            f"  {run.name}: detection latency p95 = {p95:.3f} s vs {p95_raw:.3f} s "
-            f"({p95 / p95_raw:.2f}x; target <= 1x): {verdict(p95 <= p95_raw)}"
-        )
+        if p95_target is not None:
+            print(
+                f"  {run.name}: detection latency p95 = {p95:.3f} s vs {p95_raw:.3f} s "
+                f"({p95 / p95_raw:.2f}x; target <= {p95_target:g}x): "
+                f"{verdict(p95 <= p95_raw * p95_target)}"
+            )
         print(
             f"  {run.name}: status calls per request = {status:.2f} vs {s_raw:.2f} "
-            f"({status / s_raw:.2f}x; target <= 0.5x): {verdict(status <= s_raw / 2)}"
+            f"({status / s_raw:.2f}x; target <= {calls_target:g}x): "
+            f"{verdict(status <= s_raw * calls_target)}"
         )
     floor = oracle(raw, sim, interval) / nominal(raw, interval)
     print(f"  (the oracle's floor at the fixed poll's latency: {floor:.2f}x the nominal calls)")
-    return 0 if not (sdk.worker["errors"] or warm.worker["errors"]) else 1
+    return 0 if not any(r.worker["errors"] for r in (sdk, cached, warm)) else 1
 
 
 def by_model(run: Run) -> tuple[Counter[str], Counter[str]]:

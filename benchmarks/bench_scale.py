@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 
-from _common import WAN, Run, SimSpec, header, mib, run_contender, standard_rows, table, verdict
+from _common import (
+    WAN,
+    Run,
+    SimSpec,
+    header,
+    mib,
+    ratio_targets,
+    run_contender,
+    standard_rows,
+    table,
+    verdict,
+)
 
 
 def main() -> int:
@@ -22,6 +35,11 @@ def main() -> int:
         help="skip the raw aiohttp loop (10k loops polling every --interval s: heavy)",
     )
     parser.add_argument("--interval", type=float, default=0.1, help="raw loop poll interval (s)")
+    parser.add_argument(
+        "--journal",
+        action="store_true",
+        help="also run the SDK with a SQLite journal (a fresh file), to price its writes",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=600.0, help="per contender (s)")
     args = parser.parse_args()
@@ -31,6 +49,10 @@ def main() -> int:
     runs: list[Run] = [
         run_contender("sdk map", sim, {"kind": "sdk_map", **common}, timeout=args.timeout)
     ]
+    if args.journal:
+        journal = os.path.join(tempfile.mkdtemp(prefix="bench-journal-"), "batch.sqlite")
+        spec = {"kind": "sdk_map", "journal": journal, **common}
+        runs.append(run_contender("sdk map + journal", sim, spec, timeout=args.timeout))
     if args.raw:
         spec = {"kind": "raw_poll", "interval": args.interval, **common}
         runs.append(run_contender(f"raw loop {args.interval:g}s", sim, spec, timeout=args.timeout))
@@ -52,6 +74,18 @@ def main() -> int:
     if errors:
         print(f"  first errors: {sdk.worker['error_sample']}")
     print(f"  peak RSS = {rss:.1f} MiB  (target <= 200 MB): {verdict(rss * 1.048576 <= 200)}")
+    if args.journal:
+        journaled = runs[1]
+        w, w0 = journaled.worker["wall"], sdk.worker["wall"]
+        cost = 1000 * (journaled.worker["cpu"] - sdk.worker["cpu"]) / n
+        print(f"  journal: {cost:.3f} ms of client CPU per input (journaled minus plain)")
+        print(
+            f"  journaled wall = {w:.2f} s vs {w0:.2f} s ({w / w0:.2f}x; target <= 1.15x): "
+            f"{verdict(w <= 1.15 * w0)}"
+        )
+    if args.raw:
+        print()
+        ratio_targets(sdk, runs[-1], wall=1.05, rss=0.5)
     return 0 if ok == n and not errors else 1
 
 

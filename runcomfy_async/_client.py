@@ -54,6 +54,7 @@ from ._poll import Scheduler, as_completed, watch
 from ._preflight import Preflight
 from ._request import Request
 from ._retry import CallKind, Clock, RetryPolicy, Sleep
+from ._runtimes import run_times_file
 from ._service import Service, Work
 from ._sink import DownloadedFile
 from ._telemetry import Telemetry, telemetry_of
@@ -86,7 +87,10 @@ class Client:
     `max_connections`; a `session` passed in is used as it is and not closed. `sleep`,
     `clock` and `rng` exist so tests can run in virtual time. `telemetry=True` emits
     OpenTelemetry spans and metrics (the `[otel]` extra; see runcomfy_async.otel); a
-    Telemetry of your own gets the same hooks.
+    Telemetry of your own gets the same hooks. `run_times` is where the run times learnt
+    per model are kept between processes, so a new client polls as a warmed-up one would:
+    True the per-user cache file (RUNCOMFY_RUN_TIMES, a path or `off`, overrides it), a
+    path that file, False nowhere.
 
     A local file input (`pathlib.Path`, `LocalFile`) is checked on disk against the model's
     media rules, then sent inline as a data: URI up to `inline_max_bytes` (bytes), else
@@ -118,6 +122,7 @@ class Client:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         telemetry: bool | Telemetry = False,
+        run_times: bool | str | os.PathLike[str] = True,
     ) -> None:
         env = environ()
         key = resolve_api_key(api_key, env)
@@ -149,6 +154,7 @@ class Client:
             sleep=self._sleep,
             rng=self._rng,
         )
+        self._run_times = run_times_file(run_times, env)
         self._service = Service(self._scheduler.run, name="runcomfy-async-service")
         self._batches: weakref.WeakSet[_Engine] = weakref.WeakSet()  # running map()s
         self._downloader: Downloader | None = None
@@ -179,6 +185,8 @@ class Client:
     async def __aenter__(self) -> Self:
         await self._transport.open()
         self._service.open()
+        if self._run_times is not None:
+            self._scheduler.seed(self._run_times.load())
         return self
 
     async def __aexit__(
@@ -200,6 +208,8 @@ class Client:
                     for engine in list(self._batches):
                         group.start_soon(engine.interrupt)
             await self._service.close()
+            if self._run_times is not None:
+                self._run_times.save(self._scheduler.learnt())
             downloader, self._downloader = self._downloader, None
             if downloader is not None:
                 await downloader.__aexit__(None, None, None)

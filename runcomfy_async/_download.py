@@ -25,7 +25,7 @@ from ._errors import (
     RequestFailedError,
 )
 from ._guard import GuardedResolver, Refused, describe, follow, redact
-from ._sink import DownloadedFile, Sink, open_sink
+from ._sink import DownloadedFile, ObjectStore, Sink, open_sink
 from ._wire import Result, State
 
 __all__: list[str] = []  # Downloader is reached through Client.download()
@@ -253,8 +253,14 @@ class Downloader:
                 raise Refused(f"Content-Length {length} exceeds max_bytes {self.max_bytes}")
             chunks = self._body(response, length)
             stored = await sink.put(filename, chunks, content_type, overwrite=overwrite)
+            in_store = stored.location if isinstance(sink, ObjectStore) else None
             return DownloadedFile(
-                url, sink.path(stored.location), stored.size, stored.sha256, content_type
+                url,
+                sink.path(stored.location),
+                stored.size,
+                stored.sha256,
+                content_type,
+                in_store,
             )
 
     async def _body(

@@ -185,16 +185,9 @@ class UnknownModelError(NotFoundError):
     submitted. `suggestions` holds the closest ids the catalog does list, best first."""
 
     def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int,
-        error_code: int | str | None = None,
-        body: str = "",
-        model_id: str,
-        suggestions: tuple[str, ...] = (),
+        self, message: str, *, model_id: str, suggestions: tuple[str, ...] = (), **answer: Any
     ) -> None:
-        super().__init__(message, status_code=status_code, error_code=error_code, body=body)
+        super().__init__(message, **answer)  # RunComfy's: status_code, error_code, body
         self.model_id = model_id
         self.suggestions = suggestions
 

@@ -33,6 +33,7 @@ from ._journal import Entry, JournalMismatchError, Keys, Row
 from ._journals import BatchJournal, NullJournal, open_journal
 from ._preflight import Preflight
 from ._request import Request
+from ._runtimes import JournalRunTimes
 from ._sink import DownloadedFile, Sink, file_records, open_sink, recorded_files
 from ._telemetry import BatchProbe
 from ._track import EXPIRED, Tracker, cancel_quietly
@@ -151,6 +152,7 @@ class _Engine:
         self._batch_name = batch
         self._max_in_flight = max_in_flight
         self._journal: BatchJournal = NullJournal()  # the real one from start() to the end
+        self._run_times = JournalRunTimes(client._scheduler)
         self._writes = 0  # outcomes being written by background tasks: the journal stays
         self._written = anyio.Event()  # set whenever _writes drops to 0
         self._resubmit_unknown = resubmit_unknown
@@ -292,6 +294,7 @@ class _Engine:
         # and no outcome is being written; from then on, late writes go nowhere.
         if self._fed.is_set() and not self._writes:
             journal, self._journal = self._journal, NullJournal()
+            await self._run_times.save(journal)
             await journal.close()
 
     # ------------------------------------------------------------------ background work
@@ -307,6 +310,7 @@ class _Engine:
                 max_in_flight=self._max_in_flight,
                 saves_files=self._download_to is not None,
             )
+            await self._run_times.load(self._journal)
         except BaseException:
             self.started, self.closed = False, True  # release the streams, then say why
             self._send.close()
@@ -673,6 +677,7 @@ class _Engine:
                     await self._record(job, Entry.FAILED, outcome, error=str(mismatch))
                 else:
                     await self._record(job, Entry.SUCCEEDED, outcome)
+                await self._run_times.tick(self._journal)
             elif isinstance(outcome, RequestFailedError):
                 cancelled = isinstance(outcome, RequestCancelledError)
                 state = Entry.CANCELLED if cancelled else Entry.FAILED

@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import enum
 import hashlib
+import math
 import os
 import sqlite3
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +43,15 @@ CREATE TABLE IF NOT EXISTS items (
     line INTEGER,
     attempts TEXT
 );
+CREATE TABLE IF NOT EXISTS run_times (
+    model_id TEXT PRIMARY KEY,
+    samples TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
 """
 _VERSION = "2"
+# `run_times` came later within version 2: a table of its own, which readers of version 2
+# that do not know it never look at.
 # Version 1 had no `line` (the input's line) nor `attempts` (earlier requests of an input
 # that were billed and then retried): both are added in place, nothing else changed.
 _MIGRATE_1 = (
@@ -148,6 +156,30 @@ def _dump(value: Any) -> str:
 
 def _load(text: str) -> Any:
     return msgspec.json.decode(text)
+
+
+RUN_TIMES_KEPT = 64  # run-time samples a journal keeps per model (the newest)
+
+
+def dump_samples(samples: Sequence[float]) -> str:
+    """Run-time samples as the journals store them: a JSON list of the newest, in ms."""
+    kept = [round(float(s), 3) for s in samples if s >= 0 and math.isfinite(s)]
+    return _dump(kept[-RUN_TIMES_KEPT:])
+
+
+def samples_of(text: str) -> list[float]:
+    """The samples `dump_samples` stored; nothing usable is an empty list."""
+    try:
+        found = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return []
+    if not isinstance(found, list):
+        return []
+    return [
+        float(s)
+        for s in found
+        if isinstance(s, int | float) and not isinstance(s, bool) and math.isfinite(s) and s >= 0
+    ]
 
 
 def canonical(body: bytes) -> bytes:
@@ -434,6 +466,21 @@ class Journal:
     async def files(self, key: str, files: list[dict[str, Any]]) -> None:
         """Record downloaded files (path, size, sha256) of a finished input."""
         self._db.execute("UPDATE items SET files=? WHERE key=?", (_dump(files), key))
+
+    async def run_times(self) -> dict[str, list[float]]:
+        """Run-time samples per model id (seconds, oldest first) the batch's runs saved."""
+        found = self._db.execute("SELECT model_id, samples FROM run_times").fetchall()
+        return {model_id: samples_of(text) for model_id, text in found}
+
+    async def save_run_times(self, learnt: Mapping[str, Sequence[float]]) -> None:
+        """Replace the samples of each model named; the others stay."""
+        now = time.time()
+        with self._atomic():
+            for model_id, samples in learnt.items():
+                self._db.execute(
+                    "INSERT OR REPLACE INTO run_times VALUES (?, ?, ?)",
+                    (model_id, dump_samples(samples), now),
+                )
 
     async def counts(self) -> dict[str, int]:
         """How many inputs stand in each state."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import ConfigurationError
@@ -74,6 +74,17 @@ class BatchJournal(Protocol):
         """The outputs saved for a finished input (location, size, sha256, url)."""
         ...
 
+    async def run_times(self) -> dict[str, list[float]]:
+        """Run-time samples per model id (seconds, oldest first, at most 64 each) that runs
+        of this batch saved with `save_run_times`, so a resumed or shared batch polls as a
+        warmed-up client would; {} when none. For PostgreSQL, every worker's of the batch."""
+        ...
+
+    async def save_run_times(self, learnt: Mapping[str, Sequence[float]]) -> None:
+        """Replace the samples (seconds, oldest first; the newest 64 kept) of each model
+        named in `learnt`; other models' stay. A committed write, like the others."""
+        ...
+
     async def counts(self) -> dict[str, int]:
         """How many inputs stand in each state."""
         ...
@@ -126,6 +137,12 @@ class NullJournal:
         pass
 
     async def files(self, key: str, files: list[dict[str, Any]]) -> None:
+        pass
+
+    async def run_times(self) -> dict[str, list[float]]:
+        return {}
+
+    async def save_run_times(self, learnt: Mapping[str, Sequence[float]]) -> None:
         pass
 
     async def counts(self) -> dict[str, int]:

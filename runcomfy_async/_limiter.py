@@ -47,64 +47,94 @@ class RateLimiter:
 
 
 class Ticket:
-    """What `AdaptiveRate.acquire` hands a call: its scope and the pace it was sent under."""
+    """What `AdaptiveRate.acquire` hands a call: its scope, pace epoch and send time."""
 
-    __slots__ = ("epoch", "scope")
+    __slots__ = ("epoch", "pulled", "scope", "sent")
 
-    def __init__(self, scope: _Pace, epoch: int) -> None:
+    def __init__(self, scope: _Pace, epoch: int, sent: float, pulled: bool) -> None:
         self.scope = scope
         self.epoch = epoch
+        self.sent = sent
+        self.pulled = pulled  # sent early, at a time a Retry-After gave
 
 
 class _Pace:
     """One scope's learnt pace (see AdaptiveRate)."""
 
     __slots__ = (
-        "before",
-        "changed_at",
+        "admits",
+        "capped",
+        "clean",
         "epoch",
+        "good",
+        "history",
         "last",
+        "late",
+        "limited",
+        "limited_at",
         "lock",
-        "move",
         "ok",
-        "ok_since",
+        "pull",
+        "rate",
         "sent",
-        "w_max",
+        "since",
+        "trust",
+        "wait",
+        "window",
     )
 
     def __init__(self) -> None:
-        self.w_max: float | None = None  # None: not throttled
-        self.changed_at = -math.inf
-        self.epoch = 0  # bumped by every change of pace
-        self.move = 0  # the last change: -1 a cut, +1 a raise
-        self.before = 0.0  # admitted calls/s measured before the last change
-        self.ok_since = 0  # calls admitted since the last change
+        self.rate: float | None = None  # calls/s let through; None: not throttled
+        self.epoch = 0  # bumped by every judgement: a rate is judged by calls sent under it
+        self.since = -math.inf  # when the first call of this epoch was let through
+        self.sent = self.ok = self.limited = 0  # this epoch's calls and their answers
+        # (sent/s, refused share, admitted/s, admitted) of the last epochs
+        self.history: deque[tuple[float, float, float, int]] = deque(maxlen=4)
         self.last = -math.inf  # when the last call was let through
+        self.late = 0.0  # how late it was let through (seconds)
+        self.capped = False  # a limit was met since throttling began
+        self.good: float | None = None  # the highest rate that went with few 429s
+        self.wait = 0  # clean epochs to hold before probing past `good` again
+        self.clean = 0  # clean epochs held so far
+        self.trust = 0  # epochs to leave an unbinding pace be, its 429s not about it
+        self.pull: float | None = None  # when a Retry-After says the server takes one again
+        self.limited_at = -math.inf  # when the last 429 came
+        self.window: deque[float] = deque()  # let-through times of the last WINDOW seconds
+        self.admits: deque[float] = deque()  # admitted answers' times, the last ADMITS s
         self.lock = anyio.Lock()
-        self.sent: deque[float] = deque()  # when calls were let through, the last second
-        self.ok: deque[float] = deque()  # when answers other than 429 came, the last second
 
 
 class AdaptiveRate:
     """The client-wide pace learnt from 429s: every call of a scope passes through it.
 
-    Not throttled until a 429 comes. Then, as in AWS SDKs' adaptive retry mode (a CUBIC
-    rate): the pace is cut to `beta` times the rate sent at, and grows back along a cubic
-    curve, reaching the old rate after `recovery` seconds, then probing past it (doubling
-    every `recovery / 2` seconds). A change is
-    judged only by calls sent under it (429s of calls already on the wire do not cut
-    again), and at least `dwell` seconds (or 8 calls) after it. A cut that cost admitted
-    calls (the admitted rate fell with the pace: the refusals were not about the pace) is
-    undone and the pace raised instead, while raising pays; so the pace settles at what the
-    server admits, never collapsing. The pace never exceeds twice the rate calls were sent
-    at in the last second (growth is not banked while idle), and throttling ends once it
-    has run well past that. Calls are let through one by one, in slots; a call waiting for
-    its turn sees a change of pace at once.
+    Not throttled until a 429 comes; then calls go one by one, `1 / rate` seconds apart, in
+    arrival order, from `beta` times the rate they went at. The rate is judged in epochs,
+    by the calls sent under it (at least `dwell` seconds and 6 answers, or 3 x `dwell`):
+    sent per second (S), admitted (A: answers other than 429), refused share (f).
 
-    Scopes are independent paces: RunComfy may limit submits apart from polls.
+    - No 429 while the pace binds (S >= 0.8 x rate): raised, x1.25 until a limit was met,
+      then by `probe`; past the last rate that worked only after a hold that doubles with
+      each failed probe. Not binding and no 429 for `quiet` seconds: unpaced again.
+    - 429s (f >= 20 %) while it binds: compared with a recent epoch whose S differed by a
+      third or so. Admissions steady while sends moved (or, none admitted, refusals moving
+      with sends): the server has a limit, and the rate goes to the admitted rate of the
+      last 2 s (back to the last rate that worked, when a probe past it failed). Answers
+      following sends: the 429s are not about the pace (a server refusing each call a few
+      times), the rate goes well past the fastest tried and is left be for a while. With
+      nothing to compare, halving is the experiment. f < 20 %: held (the knee, jitter).
+    - 429s while it does not bind: the same experiment at half the calls sent, unless it
+      was lately found not to be about the pace.
+
+    A 429's Retry-After is information too: the server takes a call again at answer +
+    Retry-After, so the next call goes then instead of a whole gap later, and a refusal
+    for arriving a little early (jitter against a strict server) costs that, not a slot.
+    A call let through late (a busy event loop) lets the next go that much sooner, up to
+    half a gap. Scopes are independent paces: RunComfy may limit submits apart from polls.
     """
 
-    WINDOW = 1.0  # seconds over which send and admit rates are measured
+    WINDOW = 1.0  # seconds over which the send rate is measured at the first 429
+    ADMITS = 2.0  # seconds over which the admitted rate is measured
+    F_KNEE = 0.2  # refused share below which a binding rate is held
 
     def __init__(
         self,
@@ -113,93 +143,173 @@ class AdaptiveRate:
         sleep: Sleep,
         min_rate: float = 0.5,
         beta: float = 0.85,
-        recovery: float = 1.0,
         dwell: float = 0.2,
+        probe: float = 1.1,
+        margin: float = 0.0,
+        quiet: float = 2.0,
     ) -> None:
         self._clock = clock
         self._sleep = sleep
         self._min_rate = min_rate
         self._beta = beta
-        self._recovery = recovery
         self._dwell = dwell
-        self._scale = (1.0 - beta) / recovery**3
+        self._probe = probe
+        self._margin = margin
+        self._quiet = quiet
         self._paces: dict[str, _Pace] = {}
 
     def rate(self, scope: str) -> float | None:
         """Calls per second now allowed in `scope`; None when it is not throttled."""
         pace = self._paces.get(scope)
-        return None if pace is None else self._rate(pace, self._clock())
+        return None if pace is None else pace.rate
 
     async def acquire(self, scope: str) -> Ticket:
         """Wait for this call's turn in `scope`'s pace; the ticket goes to `answered`."""
         pace = self._paces.get(scope)
         if pace is None:
             pace = self._paces[scope] = _Pace()
-        if pace.w_max is not None or pace.lock.locked():
+        due = -math.inf
+        if pace.rate is not None or pace.lock.locked():
             async with pace.lock:  # in arrival order; the head waits for the pace
                 while True:
                     now = self._clock()
-                    rate = self._rate(pace, now)
-                    if rate is None:
-                        break
-                    # The gap is measured with the pace as it is now, not as it was when
-                    # the wait began: a cut or a regrowth meanwhile counts at once.
-                    due = pace.last + 1.0 / rate
+                    due = self._due(pace)
                     if due <= now:
                         break
-                    await self._sleep(min(due - now, 0.05))
+                    # In steps, so a 429 answered meanwhile (a Retry-After) counts at once.
+                    step = 0.1 / pace.rate if pace.rate is not None else 0.0
+                    await self._sleep(min(due - now, step, 0.05))
         now = self._clock()
+        pulled = pace.pull is not None and pace.pull <= now
+        pace.pull = None  # a Retry-After tells of the one next call, not of later ones
+        # Late (a busy event loop): the next goes that much sooner, so the pace holds on
+        # average, as in GCRA.
+        late = now - due if pace.rate is not None and math.isfinite(due) and not pulled else 0.0
+        pace.late = min(late, 0.5 / pace.rate) if pace.rate is not None else 0.0
+        if pace.sent == 0:
+            pace.since = now
+        pace.sent += 1
         pace.last = now
-        pace.sent.append(now)
-        _forget(pace.sent, now - self.WINDOW)
-        return Ticket(pace, pace.epoch)
+        pace.window.append(now)
+        _forget(pace.window, now - self.WINDOW)
+        return Ticket(pace, pace.epoch, now, pulled)
 
-    def answered(self, ticket: Ticket, *, rate_limited: bool) -> None:
-        """The call holding `ticket` was answered: with a 429 (`rate_limited`) or otherwise."""
+    def answered(
+        self, ticket: Ticket, *, rate_limited: bool, retry_after: float | None = None
+    ) -> None:
+        """The call holding `ticket` was answered: with a 429 (`rate_limited`, and the
+        server's Retry-After in seconds if it gave one) or otherwise."""
         pace, now = ticket.scope, self._clock()
         if not rate_limited:
-            pace.ok.append(now)
-            _forget(pace.ok, now - self.WINDOW)
-            pace.ok_since += 1
-            return
+            pace.admits.append(now)
+            _forget(pace.admits, now - self.ADMITS)
+        else:
+            pace.limited_at = now
+            if retry_after is not None and ticket.sent == pace.last and not ticket.pulled:
+                # Nothing was sent since: the next call may go when the server said.
+                pace.pull = now + retry_after
         if ticket.epoch != pace.epoch:
             return  # sent under an earlier pace: already answered for
-        since = now - pace.changed_at
-        throttled = pace.w_max is not None
-        current = self._rate(pace, now) if throttled else None
-        if current is None:  # the first 429: start from the rate calls went at
-            current = max(self._min_rate, len(pace.sent) / self.WINDOW)
-            admitted = len(pace.ok) / self.WINDOW
-            move = -1
+        if pace.rate is None:
+            if rate_limited:  # the first 429: start just under the rate calls went at
+                _forget(pace.window, now - self.WINDOW)
+                # Over the last second, or since the first call if the client just began.
+                span = min(self.WINDOW, max(now - pace.window[0], 0.25)) if pace.window else 1.0
+                sent = len(pace.window) / span
+                self._next(pace, max(self._min_rate, self._beta * sent))
+            return
+        if rate_limited:
+            pace.limited += 1
         else:
-            if since < max(self._dwell, 8.0 / current):
-                return  # too soon to judge the last change
-            admitted = pace.ok_since / since
-            if pace.move < 0 and admitted < 0.85 * pace.before:
-                move = +1  # the cut cost admitted calls: these 429s are not about the pace
-            elif pace.move > 0 and admitted > 1.25 * pace.before:
-                move = +1  # raising paid: the server admits more
-            else:
-                move = -1
-        new = current * (self._beta if move < 0 else 1.0 / self._beta)
-        pace.w_max = max(self._min_rate, new) / self._beta  # the cubic starts at `new`
-        pace.changed_at, pace.move, pace.before, pace.ok_since = now, move, admitted, 0
-        pace.epoch += 1
+            pace.ok += 1
+        answers = pace.ok + pace.limited
+        span = now - pace.since
+        if span < self._dwell or (answers < 6 and span < 3 * self._dwell):
+            return  # too soon to judge this epoch's rate
+        self._judge(pace, now, span)
 
-    def _rate(self, pace: _Pace, now: float) -> float | None:
-        if pace.w_max is None:
-            return None
-        t = now - pace.changed_at
-        if t <= self._recovery:  # concave: back to the rate refused, slowing near it
-            rate = pace.w_max * (1.0 + self._scale * (t - self._recovery) ** 3)
-        else:  # past it, probe for more: doubling every `recovery / 2` seconds
-            rate = pace.w_max * 2.0 ** (min(t - self._recovery, 60.0) * 2.0 / self._recovery)
-        _forget(pace.sent, now - self.WINDOW)
-        ceiling = 2.0 * len(pace.sent) / self.WINDOW
-        if rate > ceiling and t > 2.0 * self._recovery:
-            pace.w_max = None  # well past the pace calls go at, and no 429: stop pacing
-            return None
-        return max(self._min_rate, min(rate, max(ceiling, pace.w_max * self._beta)))
+    def _due(self, pace: _Pace) -> float:
+        """When the next call may go (-inf: now)."""
+        if pace.rate is None:
+            return -math.inf
+        gap = 1.0 / pace.rate
+        due = pace.last + gap - pace.late
+        if pace.pull is not None:  # the server said when it takes one again: go then
+            due = min(due, pace.pull)
+        return due
+
+    def _judge(self, pace: _Pace, now: float, span: float) -> None:
+        rate = pace.rate
+        assert rate is not None
+        sent = pace.sent / span
+        refused = pace.limited / (pace.ok + pace.limited)
+        binding = sent >= 0.8 * rate
+        new = rate
+        if binding and refused < self.F_KNEE and (pace.good is None or rate > pace.good):
+            pace.good, pace.wait = rate, 0  # a rate that works
+        if pace.limited == 0:
+            if binding:
+                pace.clean += 1
+                if pace.clean > pace.wait:
+                    pace.clean = 0
+                    new = rate * (self._probe if pace.capped else 1.25)
+            elif now - pace.limited_at >= self._quiet:
+                self._next(pace, None)  # well under the pace, no 429 for a while: unpaced
+                return
+        elif not binding and refused >= self.F_KNEE:
+            if pace.trust > 0:  # lately found not to be about the pace: leave it be
+                pace.trust -= 1
+            else:  # the experiment: would half the calls meet as many refusals?
+                new = 0.5 * sent
+        elif binding and refused >= self.F_KNEE:
+            admitted = pace.ok / span
+            followed = None  # did the server's answers follow the send rate?
+            for old_sent, old_refused, old_admitted, old_ok in reversed(pace.history):
+                ratio = math.log(sent / old_sent)
+                if abs(ratio) >= 0.25:
+                    if pace.ok and old_ok:  # admissions steady while sends moved: a limit
+                        followed = math.log(admitted / old_admitted) / ratio < 0.5
+                    elif pace.ok or old_ok:  # admissions began or stopped: with the sends?
+                        followed = (1 if pace.ok else -1) * ratio < 0
+                    else:  # none admitted: did fewer calls meet fewer refusals?
+                        followed = (refused - old_refused) * math.copysign(1.0, ratio) >= 0.05
+                    break
+            if followed is False:
+                # Slowing down did not help: these 429s are not about the pace. Well past
+                # the fastest rate tried: a pace too fast for the server is cut in one step.
+                new = 4.0 * max(rate, *(old[0] for old in pace.history))
+                pace.trust = min(2 * pace.trust + 4, 32)
+            else:
+                pace.capped, pace.clean, pace.trust = True, 0, 0
+                admitted = self._admitted(pace, now)
+                target = (1.0 - self._margin) * admitted
+                if pace.good is not None and pace.good < rate:
+                    # A probe past a rate that worked failed: back to it, probe later.
+                    new = max(pace.good, target)
+                    pace.wait = min(2 * pace.wait + 1, 8)
+                else:
+                    new = target if followed else max(target, 0.5 * rate)
+                    pace.good, pace.wait = None, 0
+        pace.history.append((sent, refused, pace.ok / span, pace.ok))
+        self._next(pace, max(self._min_rate, new))
+
+    def _admitted(self, pace: _Pace, now: float) -> float:
+        """Calls per second the server admitted lately (answers other than 429)."""
+        _forget(pace.admits, now - self.ADMITS)
+        times = pace.admits
+        if len(times) >= 3 and times[-1] > times[0]:
+            return (len(times) - 1) / (times[-1] - times[0])
+        return len(times) / self.ADMITS
+
+    def _next(self, pace: _Pace, rate: float | None) -> None:
+        """Start a new epoch under `rate`."""
+        pace.rate = rate
+        pace.epoch += 1
+        pace.sent = pace.ok = pace.limited = 0
+        if rate is None:
+            pace.history.clear()
+            pace.pull = pace.good = None
+            pace.capped, pace.wait, pace.clean, pace.trust = False, 0, 0, 0
 
 
 def _forget(times: deque[float], before: float) -> None:

@@ -30,7 +30,7 @@ import contextlib
 import hashlib
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -43,6 +43,8 @@ from ._journal import (
     _dump,
     _load,
     canonical,
+    dump_samples,
+    samples_of,
     will_submit,
 )
 from ._pglink import Link, gone
@@ -341,6 +343,25 @@ class PgJournal:
             (_dump(files),),
             free=False,
         )
+
+    async def run_times(self) -> dict[str, list[float]]:
+        """Run-time samples per model id the batch's workers saved (seconds, oldest first)."""
+        async with self._use() as db:
+            cursor = await db.execute(
+                "SELECT model_id, samples FROM runcomfy_run_times WHERE batch=%s", (self.batch,)
+            )
+            return {model_id: samples_of(text) for model_id, text in await cursor.fetchall()}
+
+    async def save_run_times(self, learnt: Mapping[str, Sequence[float]]) -> None:
+        """Replace the samples of each model named (the last worker to save one wins)."""
+        async with self._use() as db, db.transaction():
+            for model_id, samples in learnt.items():
+                await db.execute(
+                    "INSERT INTO runcomfy_run_times (batch, model_id, samples)"
+                    " VALUES (%s, %s, %s) ON CONFLICT (batch, model_id)"
+                    " DO UPDATE SET samples = excluded.samples, updated_at = now()",
+                    (self.batch, model_id, dump_samples(samples)),
+                )
 
     async def counts(self) -> dict[str, int]:
         """How many inputs of the batch stand in each state."""

@@ -43,7 +43,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE runcomfy_slots ("
         " batch TEXT NOT NULL, n INTEGER NOT NULL, key TEXT, PRIMARY KEY (batch, n))",
     ),
-    # 2: the slot of an unknown outcome stays taken until `free_at` (its job may be running).
+    (  # 2: run times learnt per model, so a resumed or shared batch starts warm
+        "CREATE TABLE runcomfy_run_times ("
+        " batch TEXT NOT NULL, model_id TEXT NOT NULL, samples TEXT NOT NULL,"
+        " updated_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (batch, model_id))",
+    ),
+    # 3: the slot of an unknown outcome stays taken until `free_at` (its job may be running).
     ("ALTER TABLE runcomfy_slots ADD COLUMN free_at TIMESTAMPTZ",),
 )
 VERSION = len(_MIGRATIONS)

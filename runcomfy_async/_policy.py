@@ -6,6 +6,7 @@ import bisect
 import math
 import random
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["PollPolicy"]
@@ -23,6 +24,10 @@ class PollPolicy:
     `latency_fraction` of the typical run time, within [`min_interval`,
     `max_dense_interval`]) until its long runs finish; then backing off by
     `backoff_per_second` per second beyond. Every interval is jittered by ±`jitter`.
+    Run times remembered from an earlier process (Client `run_times`) count as learnt at
+    once; until `min_samples` runs of this process confirm them, its first `probes`
+    requests of the model are polled as if nothing were known, and a run outside the
+    remembered window drops them, so stale knowledge costs no latency.
     """
 
     first_interval: float = 0.5
@@ -36,6 +41,7 @@ class PollPolicy:
     max_queue_interval: float = 15.0
     min_samples: int = 5
     jitter: float = 0.1
+    probes: int = 5
 
     def __post_init__(self) -> None:
         durations = (
@@ -58,6 +64,8 @@ class PollPolicy:
             raise ValueError("jitter is a fraction in [0, 1)")
         if self.max_dense_interval < self.min_interval or self.min_samples < 1:
             raise ValueError("need max_dense_interval >= min_interval and min_samples >= 1")
+        if self.probes < 0:
+            raise ValueError("probes must be >= 0")
 
     def next_interval(self, polls: int, queue_position: int | None, rng: random.Random) -> float:
         """Seconds to the next poll of a request nothing is known about, after `polls` polls.
@@ -119,7 +127,8 @@ class RunTimes:
 
     Keeps the last `size` samples; the window is the (`low`, 0.5, `high`) quantiles widened
     by `margin` (a fraction of the median) so estimates from few samples err on the side of
-    polling early.
+    polling early. Samples inherited from an earlier process (`seed`) count until this
+    process's own runs contradict them (`inherited`, `forget_inherited`).
     """
 
     def __init__(
@@ -128,18 +137,54 @@ class RunTimes:
         self._recent: deque[float] = deque(maxlen=size)
         self._sorted: list[float] = []
         self._low, self._high, self._margin = low, high, margin
-        self.count = 0
+        self.count = 0  # samples of this process's own runs
+        self.inherited = 0  # samples seeded from an earlier process, still held
+
+    def seed(self, samples: Iterable[float]) -> None:
+        """Take run times (seconds, oldest first) learnt by an earlier process, before any
+        of this one's own: they shape the window until own runs confirm or refute them."""
+        if self.count:
+            return  # this process has seen runs of its own: they are fresher
+        self._recent.clear()
+        self._sorted.clear()
+        for seconds in samples:
+            self._put(seconds)
+        self.inherited = len(self._recent)
+
+    def forget_inherited(self) -> None:
+        """Drop the inherited samples: the model no longer runs as it did."""
+        own = list(self._recent)[self.inherited :]
+        self._recent.clear()
+        self._sorted.clear()
+        for seconds in own:
+            self._put(seconds)
+        self.inherited = 0
+
+    def samples(self, at_most: int = 64) -> list[float]:
+        """Up to `at_most` of the samples held (seconds, oldest first), evenly spread over
+        them: runs that start together finish shortest first, so the newest alone would
+        forget the short runs."""
+        held = list(self._recent)
+        n = len(held)
+        if n <= at_most:
+            return held
+        return [held[round(i * (n - 1) / (at_most - 1))] for i in range(at_most)]
 
     def add(self, seconds: float) -> None:
         """Record one run time (seconds); negative or non-finite values are ignored."""
+        if self._put(seconds):
+            self.count += 1
+
+    def _put(self, seconds: float) -> bool:
         if not (seconds >= 0 and math.isfinite(seconds)):
-            return
+            return False
         if len(self._recent) == self._recent.maxlen:
             old = self._recent[0]
             del self._sorted[bisect.bisect_left(self._sorted, old)]
+            self.inherited = max(0, self.inherited - 1)
         self._recent.append(seconds)
         bisect.insort(self._sorted, seconds)
-        self.count += 1
+        return True
 
     def window(self, min_samples: int) -> RunWindow | None:
         """The learnt window, or None with fewer than `min_samples` samples."""

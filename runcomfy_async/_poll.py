@@ -7,7 +7,7 @@ import itertools
 import logging
 import math
 import random
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -60,6 +60,24 @@ class Scheduler:
         self._times: dict[str, RunTimes] = {}
         self._by_model: dict[str, set[Tracker]] = {}
         self._live: set[Tracker] = set()
+        self._probing: set[Tracker] = set()  # polled cold: they test remembered run times
+        self._probes: dict[str, int] = {}  # probes started per model
+        self._overruns: dict[str, set[Tracker]] = {}  # runs outlasting remembered windows
+
+    def seed(self, learnt: Mapping[str, Sequence[float]]) -> None:
+        """Take run times (model id -> seconds, oldest first) learnt by an earlier process
+        (a cache file, a journal); a model this process has timed runs of keeps its own."""
+        for model_id, samples in learnt.items():
+            self._times.setdefault(model_id, RunTimes()).seed(samples)
+
+    def learnt(self) -> dict[str, list[float]]:
+        """Run times held per model this process has timed runs of (seconds, oldest first)."""
+        return {model: times.samples() for model, times in self._times.items() if times.count}
+
+    @property
+    def timed(self) -> int:
+        """How many runs this process has timed."""
+        return sum(times.count for times in self._times.values())
 
     @property
     def tracked(self) -> int:
@@ -71,18 +89,27 @@ class Scheduler:
     def track(self, tracker: Tracker) -> None:
         """Start tracking: the first poll comes when the policy says."""
         self._live.add(tracker)
-        if tracker.model_id is not None:
-            self._by_model.setdefault(tracker.model_id, set()).add(tracker)
+        model = tracker.model_id
+        if model is not None:
+            self._by_model.setdefault(model, set()).add(tracker)
+            if self._unconfirmed(model) and self._probes.get(model, 0) < self._policy.probes:
+                self._probes[model] = self._probes.get(model, 0) + 1
+                self._probing.add(tracker)
         if tracker.submitted_at is None:  # re-attaching to a request: look at it now
             self._push(tracker, self._clock())
             return
-        window = self._window(tracker.model_id)
+        window = self._window(tracker.model_id, tracker)
         self._push(tracker, tracker.submitted_at + self._policy.first_delay(window, self._rng))
 
     def forget(self, tracker: Tracker) -> None:
         """Stop tracking (its waiter left); its heap entry becomes stale."""
         if not tracker.done:
             self._finish(tracker, EXPIRED, learn=False)
+
+    def _unconfirmed(self, model_id: str) -> bool:
+        """Whether the model's run times are remembered, not yet confirmed by own runs."""
+        times = self._times.get(model_id)
+        return times is not None and times.inherited > 0 and times.count < self._policy.min_samples
 
     def _push(self, tracker: Tracker, due: float) -> None:
         if tracker.deadline is not None:
@@ -94,8 +121,11 @@ class Scheduler:
 
     def _reschedule(self, tracker: Tracker) -> None:
         now = self._clock()
-        window = self._window(tracker.model_id)
+        window = self._window(tracker.model_id, tracker)
         if tracker.state in (State.IN_PROGRESS, State.COMPLETED) and tracker.anchor is not None:
+            if window is not None and tracker.state is State.IN_PROGRESS:
+                self._overran(tracker, now - tracker.anchor)
+                window = self._window(tracker.model_id, tracker)
             delay = self._policy.running_delay(
                 now - tracker.anchor, tracker.running_polls, window, self._rng
             )
@@ -103,29 +133,62 @@ class Scheduler:
             delay = self._policy.next_interval(tracker.polls, tracker.queue_position, self._rng)
         self._push(tracker, now + delay)
 
-    def _window(self, model_id: str | None) -> RunWindow | None:
+    def _window(self, model_id: str | None, tracker: Tracker | None = None) -> RunWindow | None:
+        if tracker is not None and tracker in self._probing:
+            return None
         times = self._times.get(model_id) if model_id is not None else None
         return times.window(self._policy.min_samples) if times is not None else None
 
     def _finish(self, tracker: Tracker, outcome: Outcome, *, learn: bool = True) -> None:
         self._live.discard(tracker)
+        self._probing.discard(tracker)
         tracker.version += 1
         model = tracker.model_id
         if model is not None:
             self._by_model.get(model, set()).discard(tracker)
+            self._overruns.get(model, set()).discard(tracker)
         seconds = tracker.run_time() if learn and model is not None else None
         if model is not None and seconds is not None and tracker.state is not State.CANCELLED:
             times = self._times.setdefault(model, RunTimes())
+            unconfirmed = self._unconfirmed(model)
+            remembered = times.window(self._policy.min_samples) if unconfirmed else None
             times.add(seconds)
-            if times.count in _REPLAN_AT:
+            if remembered is not None and _refutes(seconds, remembered):
+                self._relearn(model, f"a run took {seconds:.1f} s", remembered)
+            elif times.count in _REPLAN_AT:
                 self._replan(model)
         tracker.resolve(outcome)
 
-    def _replan(self, model_id: str) -> None:
-        """Pull the model's scheduled polls earlier where what was learnt says so."""
-        window = self._window(model_id)
-        if window is None:
+    def _overran(self, tracker: Tracker, running_for: float) -> None:
+        """Count a run outlasting the remembered window; a few of them refute it."""
+        model = tracker.model_id
+        if model is None or not self._unconfirmed(model):
             return
+        remembered = self._times[model].window(self._policy.min_samples)
+        if remembered is None or running_for <= remembered.late + 0.1 * remembered.typical:
+            return
+        overruns = self._overruns.setdefault(model, set())
+        overruns.add(tracker)
+        if len(overruns) >= _OVERRUNS:
+            self._relearn(model, f"{len(overruns)} runs outlasted {running_for:.1f} s", remembered)
+
+    def _relearn(self, model_id: str, why: str, remembered: RunWindow) -> None:
+        """The model no longer runs as remembered: drop what was inherited, poll its
+        requests as if nothing were known until this process has timed runs of its own."""
+        logger.info(
+            "model %s: %s, outside the %.1f-%.1f s remembered: learning its run times anew",
+            model_id,
+            why,
+            remembered.early,
+            remembered.late,
+        )
+        self._times[model_id].forget_inherited()
+        self._overruns.pop(model_id, None)
+        self._replan(model_id)
+
+    def _replan(self, model_id: str) -> None:
+        """Pull the model's scheduled polls earlier where what was learnt says so (with
+        nothing learnt any more, to the pace of a model nothing is known about)."""
         now = self._clock()
         due_now = {id(entry[3]): entry[0] for entry in self._heap if entry[2] == entry[3].version}
         for tracker in self._by_model.get(model_id, ()):
@@ -134,11 +197,12 @@ class Scheduler:
             anchor = tracker.anchor if tracker.anchor is not None else tracker.submitted_at
             if anchor is None:
                 continue
+            own = self._window(model_id, tracker)  # a probe is polled cold anyway
             if tracker.state is None:
-                planned = anchor + self._policy.first_delay(window, self._rng)
+                planned = anchor + self._policy.first_delay(own, self._rng)
             else:
                 planned = now + self._policy.running_delay(
-                    now - anchor, tracker.running_polls, window, self._rng
+                    now - anchor, tracker.running_polls, own, self._rng
                 )
             if planned < due_now.get(id(tracker), math.inf):
                 self._push(tracker, max(now, planned))
@@ -211,6 +275,17 @@ class Scheduler:
 
 
 _COALESCE = 0.02  # seconds
+
+
+_OVERRUNS = 3  # runs outlasting the remembered window that refute it
+
+
+def _refutes(seconds: float, remembered: RunWindow) -> bool:
+    """Whether a run of `seconds` says the remembered window no longer holds: beyond it by
+    more than a tenth of the typical run (a poll-timed run is only known so closely)."""
+    slack = 0.1 * remembered.typical
+    return seconds < remembered.early - slack or seconds > remembered.late + slack
+
 
 # Learnt run times re-plan scheduled polls when the sample count reaches one of these.
 _REPLAN_AT = frozenset({5, 10, 20, 40, 80, 160})

@@ -11,6 +11,8 @@ from typing import Any, Protocol
 import anyio
 import anyio.to_thread
 
+from ._errors import ConfigurationError
+from ._guard import Refused
 from ._place import TempFile, open_temp, place
 
 __all__ = ["DownloadedFile"]
@@ -20,13 +22,17 @@ CHUNK = 256 * 1024  # bytes written to disk per worker-thread call
 
 @dataclass(frozen=True, slots=True)
 class DownloadedFile:
-    """A file on disk: `size` in bytes, `sha256` in hex, `content_type` as the server said."""
+    """A file on disk: `size` in bytes, `sha256` in hex, `content_type` as the server said.
+
+    Saved into an object store, `location` is the object's URL (`s3://bucket/renders/x.png`)
+    and `path` its name under the prefix; on disk `location` is None."""
 
     url: str
     path: Path
     size: int
     sha256: str
     content_type: str | None
+    location: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +134,59 @@ async def _write(file: TempFile, chunks: AsyncIterable[bytes]) -> int:
 def open_sink(destination: str | os.PathLike[str] | Sink) -> Sink:
     """The sink of a destination: the one place a `download_to` / `dest_dir` becomes a Sink.
 
-    A folder path gives a LocalFolder. (An object-store URL such as `s3://bucket/prefix`
-    is the place for another sink, imported lazily behind its extra.)
+    A folder path gives a LocalFolder; an object-store URL (`s3://bucket/prefix/`, `gs://`,
+    `az://`) an ObjectStore (the `[storage]` extra, imported lazily).
     """
+    if isinstance(destination, str) and _is_store_url(destination):
+        return ObjectStore(destination)
     if isinstance(destination, str | os.PathLike):
         return LocalFolder(destination)
     return destination
+
+
+def _is_store_url(text: str) -> bool:
+    from ._store import is_store_url
+
+    return is_store_url(text)
+
+
+class ObjectStore:
+    """A bucket prefix (`_store.StoreSink` through obstore): streamed, conditional puts; its
+    refusals (a different object already there) are Refused like a folder's."""
+
+    def __init__(self, url: str) -> None:
+        from ._store import StoreSink
+
+        self._store = StoreSink(url)
+        self.location = self._store.location
+
+    async def put(
+        self,
+        name: str,
+        chunks: AsyncIterable[bytes],
+        content_type: str | None,
+        *,
+        overwrite: bool = False,
+    ) -> Stored:
+        from ._store import ObjectExistsError, reason
+
+        try:
+            location, size, digest = await self._store.put(
+                name, chunks, content_type, overwrite=overwrite
+            )
+        except ObjectExistsError as exc:
+            raise Refused(str(exc)) from None
+        except (Refused, ConfigurationError):
+            raise
+        except Exception as exc:  # the store's own errors: one line, no query strings
+            raise Refused(f"the store said {reason(exc)}") from None
+        return Stored(location, size, digest)
+
+    async def holds(self, location: str, size: int) -> bool:
+        return await self._store.holds(location, size)
+
+    def path(self, location: str) -> Path:
+        return Path(location.removeprefix(self.location))
 
 
 def file_records(files: list[DownloadedFile]) -> list[dict[str, Any]]:
@@ -141,7 +194,7 @@ def file_records(files: list[DownloadedFile]) -> list[dict[str, Any]]:
     return [
         {
             "url": file.url,
-            "path": str(file.path),
+            "path": file.location or str(file.path),  # an object's URL when in a store
             "size": file.size,
             "sha256": file.sha256,
             "content_type": file.content_type,
@@ -167,6 +220,7 @@ async def recorded_files(
                 size=record["size"],
                 sha256=record["sha256"],
                 content_type=record.get("content_type"),
+                location=record["path"] if isinstance(sink, ObjectStore) else None,
             )
         )
     return tuple(files)

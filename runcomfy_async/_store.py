@@ -68,19 +68,23 @@ def reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class StoreUploader:
-    """Uploads local file inputs under an object-store prefix; objects are named by content
-    hash, so a file already there (same name and size) is not sent again, by any run."""
+class _Prefix:
+    """An object-store prefix: its URL and the extra checked at once, opened on first use."""
 
     def __init__(self, url: str) -> None:
-        self.location = url
+        self.location = url if url.endswith("/") else url + "/"
         self._store: Any = None
-        open_store(url)  # the URL and the extra are checked when the client is built
+        open_store(self.location)
 
     def _open(self) -> Any:
         if self._store is None:
             self._store = open_store(self.location)
         return self._store
+
+
+class StoreUploader(_Prefix):
+    """Uploads local file inputs under an object-store prefix; objects are named by content
+    hash, so a file already there (same name and size) is not sent again, by any run."""
 
     async def upload(self, name: str, path: Path, *, size: int, sha256: str, mime: str) -> bool:
         import obstore
@@ -99,18 +103,6 @@ class StoreUploader:
         )
         return True
 
-    async def holds(self, location: str, size: int) -> bool:
-        """Whether the object an earlier run recorded at `location` is there with `size`."""
-        import obstore
-
-        if not location.startswith(self.location):
-            return False
-        try:
-            meta = await obstore.head_async(self._open(), location[len(self.location) :])
-        except Exception:  # absent, or the store cannot say: save it again
-            return False
-        return bool(meta["size"] == size)
-
     async def url(self, name: str, *, expires: float) -> str:
         import obstore
 
@@ -124,21 +116,11 @@ class ObjectExistsError(Exception):
     """Internal: a different object is at the name; its words go into a DownloadError."""
 
 
-class StoreSink:
+class StoreSink(_Prefix):
     """Outputs into an object-store prefix (`s3://bucket/renders/`): streamed from the output
     URL, hashed on the way, put only if no object has the name (an identical one is kept,
     a different one refused), multipart past `SMALL` bytes through a staging object that is
     then copied into place only if the name is still free."""
-
-    def __init__(self, url: str) -> None:
-        self.location = url if url.endswith("/") else url + "/"
-        self._store: Any = None
-        open_store(self.location)
-
-    def _open(self) -> Any:
-        if self._store is None:
-            self._store = open_store(self.location)
-        return self._store
 
     async def put(
         self,

@@ -190,6 +190,7 @@ class SyncClient:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         telemetry: bool | Telemetry = False,
+        run_times: bool | str | os.PathLike[str] = True,
     ) -> None:
         self._cancel_grace = cancel_grace
         self._lock = threading.Lock()
@@ -216,6 +217,7 @@ class SyncClient:
             clock=clock,
             rng=rng,
             telemetry=telemetry,
+            run_times=run_times,
         )
         try:
             self._client: Client = self._portal.call(make)

@@ -323,7 +323,11 @@ class Transport:
                     self.budget.refund()
                     return decoded
                 judged = decoded
-                self.pace.answered(ticket, rate_limited=judged.rate_limited)
+                self.pace.answered(
+                    ticket,
+                    rate_limited=judged.rate_limited,
+                    retry_after=judged.retry_after if judged.rate_limited else None,
+                )
             failure = judged.failure
             decision = decide(kind, judged.happened, judged.status)
             if decision is Decision.RAISE:

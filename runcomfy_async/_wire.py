@@ -359,9 +359,14 @@ def parse_timestamp(value: Any) -> datetime | None:
     return None
 
 
+def _known_id(answered: Any, asked: str) -> str:
+    """The request_id the server answered with, or the one asked about when it gave none."""
+    return answered if isinstance(answered, str) and answered else asked
+
+
 def status_from(body: StatusBody, request_id: str) -> Status:
     return Status(
-        request_id=body.request_id if isinstance(body.request_id, str) else request_id,
+        request_id=_known_id(body.request_id, request_id),
         state=parse_state(body.status),
         queue_position=parse_int(body.queue_position),
         error=body.error,
@@ -375,7 +380,7 @@ def result_from(body: ResultBody, request_id: str, submitted_model_id: str | Non
     if output is not None and state in (State.FAILED, State.CANCELLED):
         output = None
     return Result(
-        request_id=body.request_id if isinstance(body.request_id, str) else request_id,
+        request_id=_known_id(body.request_id, request_id),
         state=state,
         output=output,
         error=body.error,
@@ -393,7 +398,7 @@ def cancel_from(body: CancelBody, request_id: str) -> CancelOutcome:
     if outcome is None:
         outcome = "cancelled" if state is State.CANCELLED else "unknown"
     return CancelOutcome(
-        request_id=body.request_id if isinstance(body.request_id, str) else request_id,
+        request_id=_known_id(body.request_id, request_id),
         cancelled=parse_state(outcome) is State.CANCELLED,
         outcome=outcome,
         state=state,

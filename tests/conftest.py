@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,10 +53,56 @@ def vt() -> VirtualTime:
     return VirtualTime()
 
 
+class EventTime:
+    """Virtual time for many concurrent sleepers: the clock jumps to the earliest wake-up
+    (`wake_next`) when the caller's driver finds nothing else to do."""
+
+    def __init__(self, start: float = 100.0) -> None:
+        self.now = start
+        self._due: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._order += 1
+        heapq.heappush(self._due, (self.now + max(0.0, seconds), self._order, future))
+        await future
+
+    def wake_next(self) -> bool:
+        """Jump to the earliest sleeper still waiting and wake it; False if there is none."""
+        while self._due:
+            when, _, future = heapq.heappop(self._due)
+            if not future.done():  # a sleep cancelled meanwhile is skipped
+                self.now = max(self.now, when)
+                future.set_result(None)
+                return True
+        return False
+
+    async def run(self, tasks: list[asyncio.Future[None]]) -> None:
+        """Drive `tasks` (that touch no sockets) to the end."""
+        while not all(task.done() for task in tasks):
+            for _ in range(5):
+                await asyncio.sleep(0)
+            self.wake_next()
+
+
 @pytest.fixture(autouse=True)
 def _no_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("RUNCOMFY_API_KEY", "RUNCOMFY_API_TOKEN", "RUNCOMFY_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _own_run_times_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Each test's clients (and CLI runs) keep learnt run times in a cache of the test's
+    own: never the user's, and never warm from another test."""
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("RUNCOMFY_RUN_TIMES", str(folder / "run_times.json"))
 
 
 @pytest.fixture(autouse=True)

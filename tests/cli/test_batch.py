@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from runcomfy_async._cli_batch import InputFile
+from runcomfy_async._cli.batch import InputFile
 from runcomfy_async._wire import ModelInfo
 from tests.cli.conftest import CANARY, RUNWAY, WAN, SimProcess, manifest
 

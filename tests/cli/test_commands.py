@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import runcomfy_async as rc
-from runcomfy_async._cli_output import NotSavedError, exit_code
+from runcomfy_async._cli.output import NotSavedError, exit_code
 from tests.cli.conftest import CANARY, RUNWAY, WAN, SimProcess, cli_process
 
 

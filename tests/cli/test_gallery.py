@@ -138,3 +138,13 @@ def test_a_video_batch_shows_a_player_with_its_first_frame(cli: Any, tmp_path: P
     assert seen["videos"] == [64, 64]  # both players decoded a frame of the 64x36 clip
     assert [card["failed"] for card in seen["cards"]] == [False, False]
     assert seen["remote"] == []
+
+
+def test_an_output_kept_in_an_object_store_is_named_not_fetched() -> None:
+    from runcomfy_async._cli.gallery import render_gallery
+
+    entry = {"index": 0, "line": 1, "state": "succeeded", "input": {"prompt": "a fox"}}
+    entry["files"] = [{"path": "s3://bucket/run/0000-a-fox-0.png", "size": 10, "sha256": "0"}]
+    page = render_gallery([entry], model_id=WAN, wall=1.0)
+    assert "saved to s3://bucket/run/0000-a-fox-0.png" in page
+    assert "<img" not in page  # an s3:// URL is nothing a browser can load

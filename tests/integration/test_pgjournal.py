@@ -286,5 +286,23 @@ async def test_a_version_1_database_is_migrated_in_place(pg_server: Any) -> None
     assert [(row.key, row.state, row.request_id) for row in rows] == [("k", Entry.TRACKED, "req-1")]
     async with await psycopg.AsyncConnection.connect(spec, autocommit=True) as db:
         found = await (await db.execute("SELECT value FROM runcomfy_meta")).fetchone()
-        assert found == ("2",)
+        assert found == (str(_pgschema.VERSION),)
         await db.execute("SELECT free_at FROM runcomfy_slots")
+
+
+async def test_run_times_are_shared_by_the_workers_of_a_batch_and_only_that_batch(
+    pg_server: Any,
+) -> None:
+    batch = name()
+    first = await open_journal(pg_server.dsn(), batch)
+    second = await open_journal(pg_server.dsn(), batch)
+    other = await open_journal(pg_server.dsn(), name())
+    try:
+        assert await first.run_times() == {}
+        await first.save_run_times({MODEL: [12.5, 20.0], "x/y": [1.0]})
+        await second.save_run_times({MODEL: [30.0] * 100})  # the last save of a model wins
+        assert await first.run_times() == {MODEL: [30.0] * 64, "x/y": [1.0]}
+        assert await other.run_times() == {}
+    finally:
+        for journal in (first, second, other):
+            await journal.close()

@@ -167,7 +167,7 @@ async def test_a_429_is_waited_out_by_its_call_while_the_whole_client_slows(
     async with rc.Client("k", base_url=busy_sim.url, poll=quick, retry=RETRY) as client:
         requests = [await client.submit(WAN, {"prompt": f"p{i}"}) for i in range(40)]
         waits = [asyncio.ensure_future(r.wait(timeout=20)) for r in requests]
-        await asyncio.sleep(0.3)  # every request is being polled
+        await asyncio.sleep(0.6)  # every request is being polled, for the whole "before"
         date_until = None
         if form == "seconds":
             value: str | int = 1

@@ -128,6 +128,14 @@ def check_model_mismatch(error: rc.ModelMismatchError) -> None:
     assert_type(error.request_id, str)
 
 
+def check_unknown_model(error: rc.UnknownModelError) -> None:
+    assert_type(error.model_id, str)
+    assert_type(error.suggestions, tuple[str, ...])
+    assert_type(error.status_code, int)
+    found: rc.NotFoundError = error
+    del found
+
+
 def check_errors(
     api: rc.APIError,
     limited: rc.RateLimitError,

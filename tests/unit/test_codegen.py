@@ -18,7 +18,7 @@ import pytest
 
 import runcomfy_async as rc
 from runcomfy_async import _inputs, models
-from runcomfy_async._codegen import (
+from runcomfy_async._cli.codegen import (
     class_name_for,
     generate_model_module,
     module_name_for,

@@ -208,6 +208,12 @@ def test_builders_prefer_the_answers_request_id_and_fall_back_to_ours() -> None:
     assert cancel_from(CancelBody(), "ours").request_id == "ours"
 
 
+def test_an_empty_request_id_in_an_answer_is_not_taken_for_the_requests() -> None:
+    assert status_from(StatusBody(request_id=""), "ours").request_id == "ours"
+    assert result_from(ResultBody(request_id=""), "ours").request_id == "ours"
+    assert cancel_from(CancelBody(request_id=""), "ours").request_id == "ours"
+
+
 @pytest.mark.parametrize(
     ("body", "cancelled", "outcome"),
     [

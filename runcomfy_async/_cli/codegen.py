@@ -14,9 +14,9 @@ from typing import Any
 
 import msgspec
 
-from ._rules import MediaKind, MediaSpec
-from ._schema import URL_PATTERN, URL_RULE, Field, Node, Parser
-from ._wire import ModelInfo
+from .._rules import MediaKind, MediaSpec
+from .._schema import URL_PATTERN, URL_RULE, Field, Node, Parser
+from .._wire import ModelInfo
 
 __all__ = ["class_name_for", "generate_model_module", "module_name_for", "write_model_module"]
 

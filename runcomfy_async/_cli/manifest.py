@@ -9,8 +9,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ._files import shown
-from ._journal import Entry, JournalRow
+from .._files import shown
+from .._journal import Entry, JournalRow
+from .._store import is_store_url
 
 __all__ = ["WORDS", "skipped_row", "word", "write_manifest"]
 
@@ -49,11 +50,16 @@ def journal_row(row: JournalRow, out: Path, resumed: bool) -> dict[str, Any]:
         "error": row.error,
         "cost": row.cost,
         "files": [
-            {"path": os.path.relpath(f["path"], out), "size": f["size"], "sha256": f["sha256"]}
+            {"path": _shown_path(f["path"], out), "size": f["size"], "sha256": f["sha256"]}
             for f in row.files
         ],
         "resumed": resumed,
     }
+
+
+def _shown_path(path: str, out: Path) -> str:
+    """A file's path relative to the manifest's folder; an object's URL as it is."""
+    return path if is_store_url(path) else os.path.relpath(path, out)
 
 
 def skipped_row(model_id: str, index: int, line: int, reason: str) -> dict[str, Any]:

@@ -14,10 +14,21 @@ from typing import Any
 
 import anyio
 
-from ._cli_gallery import write_gallery
-from ._cli_interrupt import catch_ctrl_c
-from ._cli_manifest import skipped_row, word, write_manifest
-from ._cli_output import (
+from .._client import Client
+from .._cost import CostEstimate, estimate_cost
+from .._download import sanitize
+from .._errors import RequestCancelledError, SubmissionUnknownError
+from .._files import from_json
+from .._inputs import encode_inputs
+from .._items import Item, Numbered
+from .._journal import Entry, JournalRow, Keys, read_journal, will_submit
+from .._journals import is_postgres, open_journal
+from .._store import is_store_url, open_store
+from .._wire import ModelInfo
+from .gallery import write_gallery
+from .interrupt import catch_ctrl_c
+from .manifest import skipped_row, word, write_manifest
+from .output import (
     EXIT_INTERRUPTED,
     CommandError,
     ProgressDisplay,
@@ -27,15 +38,6 @@ from ._cli_output import (
     warn,
     writable_folder,
 )
-from ._client import Client
-from ._cost import CostEstimate, estimate_cost
-from ._errors import RequestCancelledError, SubmissionUnknownError
-from ._files import from_json
-from ._inputs import encode_inputs
-from ._items import Item, Numbered
-from ._journal import Entry, JournalRow, Keys, read_journal, will_submit
-from ._journals import is_postgres, open_journal
-from ._wire import ModelInfo
 
 __all__ = ["InputFile", "run_batch"]
 
@@ -161,6 +163,15 @@ def outcome(item: Item) -> str:
     return "failed"
 
 
+def state_folder(url: str) -> Path:
+    """Where a batch writing to object store `url` keeps its journal, manifest and gallery
+    by default: runcomfy-state/<bucket>/<prefix> under the current folder, so the same
+    command run again from the same place resumes."""
+    bucket, _, prefix = url.split("://", 1)[1].partition("/")
+    parts = [sanitize(part) for part in (bucket, *prefix.split("/")) if sanitize(part)]
+    return Path("runcomfy-state", *parts)
+
+
 def _prepare(source: Path, out: Path) -> Path:
     """Check the input file exists and the output folder can be written; its absolute path."""
     if not source.is_file():
@@ -252,7 +263,7 @@ async def _forget_lost_simulator(journal: Path, rows: list[JournalRow]) -> list[
 async def read_rows(journal: Path | str, batch: str | None) -> list[JournalRow]:
     """What a journal holds: a SQLite file, or batch `batch` of a postgresql:// journal."""
     if isinstance(journal, str):
-        from ._pgjournal import read_pg_journal
+        from .._pgjournal import read_pg_journal
 
         return await read_pg_journal(journal, batch)
     return read_journal(journal)
@@ -277,11 +288,18 @@ def journal_spec(args: argparse.Namespace, out: Path) -> Path | str:
 async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: OpenClient) -> int:
     """Run `runcomfy batch`; the exit status."""
     source_path = Path(args.file)
-    out = _prepare(source_path, Path(args.out))
+    download_to: str | Path
+    if is_store_url(args.out):  # outputs to a bucket; the batch's own state stays here
+        open_store(args.out)  # a bad URL or a missing [storage] extra: refused now
+        out = _prepare(source_path, Path(args.state) if args.state else state_folder(args.out))
+        download_to = args.out
+        warn(f"outputs go to {args.out}; journal, manifest and gallery to {out}")
+    else:
+        out = download_to = _prepare(source_path, Path(args.out))
     journal = journal_spec(args, out)
     shown: Path | str = journal
     if isinstance(journal, str):
-        from ._pgjournal import redact
+        from .._pgjournal import redact
 
         shown = f"{redact(journal)} (batch {args.batch})"
     manifest = out / "manifest.jsonl"
@@ -315,7 +333,7 @@ async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: 
             batch=args.batch,
             resubmit_unknown=args.resubmit_unknown,
             retry_failed=args.retry_failed,
-            download_to=out,
+            download_to=download_to,
             preflight=args.preflight,
             **({"name_template": args.name_template} if args.name_template else {}),
         )

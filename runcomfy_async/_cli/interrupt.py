@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import anyio
 
-from ._cli_output import EXIT_INTERRUPTED, warn
+from .output import EXIT_INTERRUPTED, warn
 
 __all__ = ["Interrupts", "catch_ctrl_c"]
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
-from ._cli_output import CommandError
-from ._inputs import _TYPED
+from .._inputs import _TYPED
+from .output import CommandError
 
 __all__ = ["file_input", "input_schema_of", "parse_inputs", "typed_value"]
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from ._cli_output import usd
-from ._wire import ModelInfo
+import msgspec
 
-__all__ = ["describe_model", "field_lines", "list_line", "shape"]
+from .._client import Client
+from .._wire import ModelInfo
+from .output import CommandError, print_json, usd
+
+__all__ = ["describe_model", "field_lines", "list_line", "list_models", "shape"]
+
+OpenClient = Callable[[argparse.Namespace], AbstractAsyncContextManager[Client]]
 
 _FILES = {"image_uri": "image", "video_uri": "video", "audio_uri": "audio", "uri": "file"}
 _ENUM_SHOWN = 20  # enum values listed inline before "… (N in all)"
@@ -27,6 +34,32 @@ def list_line(info: ModelInfo, width: int) -> str:
     """One catalog entry as `models list` prints it: id, categories, price and unit."""
     categories = ",".join(info.categories) or "-"
     return f"{info.model_id:<{width}}  {categories:<18} {price(info)}"
+
+
+async def list_models(args: argparse.Namespace, open_client: OpenClient) -> int:
+    """`runcomfy models list`: one line (or JSON object) per model, in the catalog's order."""
+    async with open_client(args) as client:
+        found = [
+            info
+            async for info in client.models(
+                args.search, args.category, include_schema=bool(args.json)
+            )
+        ]
+    if args.json:
+        for info in found:
+            print_json(msgspec.to_builtins(info))
+        return 0
+    if not found:
+        what = " ".join(
+            f"{option} {value!r}"
+            for option, value in (("--search", args.search), ("--category", args.category))
+            if value
+        )
+        raise CommandError(f"no model in the catalog matches {what or 'anything'}", 5)
+    width = max(len(info.model_id) for info in found)
+    for info in found:
+        print(list_line(info, width))
+    return 0
 
 
 def describe_model(info: ModelInfo) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from ._errors import (
+from .._errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
@@ -31,8 +31,8 @@ from ._errors import (
     UnexpectedResponseError,
     WaitTimeoutError,
 )
-from ._items import Item, Progress
-from ._wire import Result
+from .._items import Item, Progress
+from .._wire import Result
 
 __all__ = [
     "EPILOG",
@@ -124,6 +124,17 @@ def exit_code(exc: BaseException) -> int:
         if cls in EXIT_CODES:
             return EXIT_CODES[cls]
     return 1
+
+
+def destination(text: str) -> Path | str:
+    """Where `--out` saves outputs: an object-store prefix as it is (its URL and the
+    [storage] extra checked now), else a writable folder (writable_folder)."""
+    from .._store import is_store_url, open_store
+
+    if is_store_url(text):
+        open_store(text)
+        return text
+    return writable_folder(Path(text))
 
 
 def writable_folder(path: Path, option: str = "--out") -> Path:

@@ -6,10 +6,10 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from ._cli_batch import read_rows
-from ._cli_manifest import word, write_manifest
-from ._cli_output import CommandError, usd, writable_folder
-from ._journals import is_postgres
+from .._journals import is_postgres
+from .batch import read_rows
+from .manifest import word, write_manifest
+from .output import CommandError, usd, writable_folder
 
 __all__ = ["run_batch_status"]
 
@@ -23,7 +23,7 @@ async def run_batch_status(args: argparse.Namespace) -> int:
     if is_postgres(args.journal):
         if not args.batch:
             raise CommandError("a postgresql:// --journal needs --batch NAME")
-        from ._pgjournal import PgJournal, redact
+        from .._pgjournal import PgJournal, redact
 
         where = f"{redact(args.journal)} (batch {args.batch})"
         shared = PgJournal(args.journal, args.batch)

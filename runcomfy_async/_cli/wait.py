@@ -9,8 +9,11 @@ from pathlib import Path
 
 import anyio
 
-from ._cli_interrupt import catch_ctrl_c
-from ._cli_output import (
+from .._client import Client
+from .._errors import DownloadError, WaitTimeoutError
+from .._wire import Result
+from .interrupt import catch_ctrl_c
+from .output import (
     EXIT_INTERRUPTED,
     CommandError,
     NotSavedError,
@@ -19,9 +22,6 @@ from ._cli_output import (
     usd,
     warn,
 )
-from ._client import Client
-from ._errors import DownloadError, WaitTimeoutError
-from ._wire import Result
 
 __all__ = ["again", "deliver", "wait_for"]
 
@@ -29,7 +29,7 @@ EXIT_TIMEOUT = 6
 CANCEL_GRACE = 10.0  # seconds the cancel after a Ctrl-C may take
 
 
-def again(args: argparse.Namespace, command: str, request_id: str, out: Path | None) -> str:
+def again(args: argparse.Namespace, command: str, request_id: str, out: Path | str | None) -> str:
     """The `runcomfy` command line that picks the request up again, with this run's options
     of where to reach it (never the key itself: --api-key-file names a file)."""
     words = ["runcomfy", command, request_id]
@@ -53,7 +53,7 @@ async def wait_for(
     request_id: str,
     *,
     timeout: float | None,
-    out: Path | None,
+    out: Path | str | None,
     announce: bool = False,
 ) -> Result:
     """Wait for the request's Result; a timeout or Ctrl-C is a CommandError saying what became
@@ -90,7 +90,7 @@ async def wait_for(
 
 
 async def deliver(
-    args: argparse.Namespace, client: Client, result: Result, out: Path | None
+    args: argparse.Namespace, client: Client, result: Result, out: Path | str | None
 ) -> int:
     """Print a successful Result (URLs, or one JSON object) and save its outputs into `out`.
 
@@ -107,14 +107,15 @@ async def deliver(
             failure = str(exc) if isinstance(exc, DownloadError) else (exc.strerror or str(exc))
     if args.json:
         saved = [
-            {"url": f.url, "path": str(f.path), "size": f.size, "sha256": f.sha256} for f in files
+            {"url": f.url, "path": f.location or str(f.path), "size": f.size, "sha256": f.sha256}
+            for f in files
         ]
         print_json({**result_json(result), "files": saved, "saved": failure is None})
     else:
         for url in result.output.urls if result.output is not None else []:
             print(url, flush=True)
         for f in files:
-            warn(f"saved {f.path} ({f.size} bytes)")
+            warn(f"saved {f.location or f.path} ({f.size} bytes)")
     cost = f", cost {usd(result.cost)}" if result.cost is not None else ""
     if failure is not None:
         raise NotSavedError(

@@ -16,25 +16,25 @@ from typing import Any
 
 import msgspec
 
-from ._cli_inputs import input_schema_of, parse_inputs
-from ._cli_models import describe_model, list_line
-from ._cli_output import (
+from .._client import Client
+from .._config import KEY_ENV_VARS, Secret
+from .._errors import InvalidInputError, NotFoundError, RunComfyError, UnknownModelError
+from .._inputs import encode_inputs
+from .inputs import input_schema_of, parse_inputs
+from .models import describe_model, list_models
+from .output import (
     EPILOG,
     EXIT_INTERRUPTED,
     CommandError,
+    destination,
     error,
     exit_code,
     leaf_error,
     print_json,
     result_json,
     warn,
-    writable_folder,
 )
-from ._cli_wait import EXIT_TIMEOUT, again, deliver, submitted, wait_for
-from ._client import Client
-from ._config import KEY_ENV_VARS, Secret
-from ._errors import InvalidInputError, NotFoundError, RunComfyError, UnknownModelError
-from ._inputs import encode_inputs
+from .wait import EXIT_TIMEOUT, again, deliver, submitted, wait_for
 
 __all__ = ["main"]
 
@@ -53,7 +53,7 @@ def _positive_float(text: str, kind: type[float] = float) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -112,7 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     batch = add("batch", parents=[common], help="run a model over a file of inputs")
     batch.add_argument("model_id", metavar="MODEL_ID")
     batch.add_argument("file", metavar="PROMPTS.txt|INPUTS.jsonl")
-    batch.add_argument("--out", required=True, metavar="DIR", help="outputs and manifest.jsonl")
+    batch.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR|URL",
+        help="a folder for outputs and manifest.jsonl, or an object-store prefix for the "
+        "outputs (s3://bucket/renders/; the [storage] extra)",
+    )
+    batch.add_argument(
+        "--state",
+        metavar="DIR",
+        help="with --out URL: the folder of journal, manifest and gallery "
+        "(default: runcomfy-state/BUCKET/PREFIX)",
+    )
     batch.add_argument(
         "--journal",
         metavar="F|URL",
@@ -204,7 +216,7 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Client]:
         async with Client(key, base_url=args.base_url, uploads=args.uploads) as client:
             yield client
         return
-    from .simulator import Simulator, SimulatorConfig
+    from ..simulator import Simulator, SimulatorConfig
 
     async with (
         # A seed of its own: request_ids never repeat across runs (journals, file names).
@@ -235,7 +247,7 @@ async def read_inputs(args: argparse.Namespace, client: Client) -> dict[str, Any
 
 async def cmd_run(args: argparse.Namespace) -> int:
     """Submit, print the request_id (stderr) at once, wait, print and save the outputs."""
-    out = writable_folder(Path(args.out)) if args.out else None  # refused before paying
+    out = destination(args.out) if args.out else None  # refused before paying
     started = time.monotonic()
     async with open_client(args) as client:
         inputs = await read_inputs(args, client)
@@ -250,7 +262,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 async def cmd_wait(args: argparse.Namespace) -> int:
     """Wait for an earlier request; print and save its outputs as `run` does."""
-    out = writable_folder(Path(args.out)) if args.out else None
+    out = destination(args.out) if args.out else None
     async with open_client(args) as client:
         result = await wait_for(args, client, args.request_id, timeout=args.timeout, out=out)
         return await deliver(args, client, result, out)
@@ -284,7 +296,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
 async def cmd_result(args: argparse.Namespace) -> int:
     """Output URLs on success (saved with --out), else the state; a failed or cancelled request
     exits 1, and one not finished yet has nothing to save (--out): exit 6."""
-    out = writable_folder(Path(args.out)) if args.out else None
+    out = destination(args.out) if args.out else None
     async with open_client(args) as client:
         result = await client.result(args.request_id)
         if result.succeeded:
@@ -311,12 +323,12 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
 
 async def cmd_models(args: argparse.Namespace) -> int:
     if args.models_command == "list":
-        return await cmd_models_list(args)
+        return await list_models(args, open_client)
     async with open_client(args) as client:
         info = await client.model_info(args.model_id)
     if args.models_command == "info":
         return answer(args, msgspec.to_builtins(info), describe_model(info))
-    from ._codegen import generate_model_module, write_model_module
+    from .codegen import generate_model_module, write_model_module
 
     try:
         source = generate_model_module(info, class_name=args.class_name, in_package=False)
@@ -333,40 +345,14 @@ async def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_models_list(args: argparse.Namespace) -> int:
-    """The catalog, one line (or JSON object) per model, in the catalog's order."""
-    async with open_client(args) as client:
-        found = [
-            info
-            async for info in client.models(
-                args.search, args.category, include_schema=bool(args.json)
-            )
-        ]
-    if args.json:
-        for info in found:
-            print_json(msgspec.to_builtins(info))
-        return 0
-    if not found:
-        what = " ".join(
-            f"{option} {value!r}"
-            for option, value in (("--search", args.search), ("--category", args.category))
-            if value
-        )
-        raise CommandError(f"no model in the catalog matches {what or 'anything'}", 5)
-    width = max(len(info.model_id) for info in found)
-    for info in found:
-        print(list_line(info, width))
-    return 0
-
-
 async def cmd_batch(args: argparse.Namespace) -> int:
-    from ._cli_batch import run_batch
+    from .batch import run_batch
 
     return await run_batch(args, args.argv, open_client)
 
 
 async def cmd_batch_status(args: argparse.Namespace) -> int:
-    from ._cli_batch_status import run_batch_status
+    from .batch_status import run_batch_status
 
     return await run_batch_status(args)
 
@@ -416,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `runcomfy` command; returns the exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["simulator"]:
-        from .simulator import main as simulator_main
+        from ..simulator import main as simulator_main
 
         try:
             return simulator_main(arguments[1:], prog="runcomfy simulator")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ._cli_output import duration, usd
+from .output import duration, usd
 
 __all__ = ["read_manifest", "render_gallery", "write_gallery"]
 
@@ -188,6 +188,9 @@ def _media(files: Sequence[Mapping[str, Any]], label: str) -> str:
     shown = []
     for f in files:
         path = str(f["path"])
+        if "://" in path:  # in an object store (s3://…): nothing a page can show offline
+            shown.append(f'<div class="placeholder stored">saved to {escape(path)}</div>')
+            continue
         src = quote(path.replace(os.sep, "/"))
         name = path.lower()
         alt = escape(label, quote=True)
