@@ -615,8 +615,11 @@ class _Engine:
         """Track an accepted request until it ends (or abandon it if the batch has)."""
         job.request_id = rid = request.request_id
         if self.closed:  # the batch ended while this submit was in flight
-            self._writing()  # its cancel is journaled before the journal closes
-            self.client._spawn(lambda: self._let_go_late(rid, job))
+            if self._journal.durable:  # its cancel is journaled before the journal closes
+                self._writing()
+                self.client._spawn(lambda: self._let_go_late(rid, job))
+            else:
+                self.client._spawn(lambda: self._let_go_of(rid, None, job, False))
             return
         self._move(job, "submitted", None)
         tracker = self.client._tracker(request, deadline=None)
