@@ -34,7 +34,8 @@ def is_store_url(text: object) -> bool:
 def open_store(url: str) -> Any:
     """An obstore store rooted at `url`. Credentials, region and endpoint come only from the
     store's own standard configuration (AWS_*, GOOGLE_*, AZURE_* environment variables,
-    instance roles): the SDK never takes, logs or forwards them."""
+    instance roles, an AWS_PROFILE through boto3): the SDK never takes, logs or forwards
+    them."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in SCHEMES:
         raise ConfigurationError(f"{url!r} is not an object-store URL (s3://, gs:// or az://)")
@@ -55,10 +56,24 @@ def open_store(url: str) -> Any:
     config: Any = None
     if parts.scheme.lower() in ("s3", "s3a") and not os.environ.get("AWS_COPY_IF_NOT_EXISTS"):
         config = {"copy_if_not_exists": "multipart"}
+    provider: Any = None
+    if parts.scheme.lower() in ("s3", "s3a") and _wants_profile():
+        try:  # obstore reads AWS_* variables and instance roles; a profile goes through boto3
+            from obstore.auth.boto3 import Boto3CredentialProvider
+        except ImportError:
+            raise ConfigurationError(
+                "AWS_PROFILE is set: reading AWS profiles needs boto3 (pip install boto3)"
+            ) from None
+        provider = Boto3CredentialProvider()
     try:
-        return from_url(url, config=config)
+        return from_url(url, config=config, credential_provider=provider)
     except Exception as exc:  # obstore's configuration errors
         raise ConfigurationError(f"cannot use {url}: {reason(exc)}") from None
+
+
+def _wants_profile() -> bool:
+    """An AWS profile names the credentials (AWS_PROFILE) and no key is in the environment."""
+    return bool(os.environ.get("AWS_PROFILE")) and not os.environ.get("AWS_ACCESS_KEY_ID")
 
 
 def reason(exc: BaseException) -> str:

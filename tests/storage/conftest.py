@@ -39,8 +39,13 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
     log = tmp_path_factory.mktemp("moto") / "requests.jsonl"
     log.touch()
     command = [sys.executable, "-m", "tests.storage.moto_logged", "--log", str(log)]
+    server_log = (log.parent / "server.log").open("w")  # werkzeug's access lines, not pytest's
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2]
+        command,
+        stdout=subprocess.PIPE,
+        stderr=server_log,
+        text=True,
+        cwd=Path(__file__).parents[2],
     )
     try:
         assert process.stdout is not None
@@ -52,6 +57,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+        server_log.close()
 
 
 @pytest.fixture

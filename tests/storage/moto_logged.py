@@ -4,8 +4,8 @@ to a log file: the store's own view of what reached it (python -m tests.storage.
 from __future__ import annotations
 
 import argparse
+import io
 import json
-import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -32,8 +32,6 @@ class Logged:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         stream = environ["wsgi.input"]
         body = stream.read(length) if length else b""
-        import io
-
         environ["wsgi.input"] = io.BytesIO(body)
         line = {
             "method": environ["REQUEST_METHOD"],
@@ -56,7 +54,6 @@ def main() -> None:
     app = Logged(DomainDispatcherApplication(create_backend_app), args.log)
     server = make_server("127.0.0.1", args.port, app, threaded=True)
     print(f"PORT {server.server_port}", flush=True)
-    sys.stdout.flush()
     server.serve_forever()
 
 

@@ -194,3 +194,17 @@ def test_a_killed_cli_batch_to_a_bucket_reruns_without_putting_anything_twice(
     assert set(final_writes(moto, bucket).values()) == {1}  # no object put twice
     assert isinstance(jobs, list)
     assert len({json.dumps(job["inputs"], sort_keys=True) for job in jobs}) == len(jobs)
+
+
+def test_run_out_a_bucket_saves_the_output_there(
+    moto: Moto, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runcomfy_async._cli import main
+
+    code = main(["run", WAN, "-i", "prompt=a fox", "--simulate", "--out", f"s3://{bucket}/one/"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    (name,) = objects(moto, bucket)
+    assert name.startswith("one/")
+    assert name.endswith("-0.png")
+    assert f"saved s3://{bucket}/{name}" in err

@@ -85,3 +85,28 @@ def test_a_store_url_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(sys.modules, "obstore.store", None)
     with pytest.raises(rc.ConfigurationError, match=r"pip install 'runcomfy-async\[storage\]'"):
         rc.Client("k", uploads="s3://bucket/inputs/")
+
+
+async def test_store_credentials_may_come_from_an_aws_profile(
+    sim: Simulator, moto: Moto, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.write_text(
+        f"[renders]\naws_access_key_id = AKIAFROMPROFILE\naws_secret_access_key = {SECRET}\n"
+    )
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_PROFILE", "renders")
+    image = tmp_path / "beach.png"
+    image.write_bytes(png(1280, 768, 200_000))
+    options = {"uploads": f"s3://{bucket}/inputs/", "inline_max_bytes": 100_000}
+    async with fast_client(sim.url, **options) as client:
+        result = await client.run(RUNWAY, {"promptText": "w", "promptImage": image}, timeout=20)
+    assert result.state is rc.State.SUCCEEDED
+    signed = [r for r in moto.requests() if r["path"].startswith(f"/{bucket}/inputs/")]
+    assert any(
+        "Credential=AKIAFROMPROFILE/" in r["headers"].get("Authorization", "") for r in signed
+    )
+    assert SECRET not in moto.raw_log()
