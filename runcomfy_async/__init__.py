@@ -9,6 +9,7 @@ async with rc.Client() as client:
 """
 
 from . import models  # registers the typed inputs, so dict inputs to their ids are checked
+from ._batch import Batch
 from ._client import Client
 from ._config import DEFAULT_BASE_URL, Timeouts
 from ._cost import CostEstimate, estimate_cost
@@ -20,6 +21,8 @@ from ._errors import (
     DownloadError,
     InsufficientBalanceError,
     InvalidInputError,
+    JournalBusyError,
+    JournalMismatchError,
     ModelMismatchError,
     NotFoundError,
     PermissionDeniedError,
@@ -37,20 +40,18 @@ from ._errors import (
     UploadError,
     WaitTimeoutError,
 )
-from ._fanout import Batch
 from ._files import LocalFile, Uploader
 from ._inputs import ModelInput
 from ._items import Change, Item, Numbered, Progress
-from ._journal import JournalBusyError, JournalMismatchError, JournalRow, read_journal
+from ._journal import JournalRow, read_journal
 from ._policy import PollPolicy
 from ._request import Request
 from ._retry import RetryPolicy
 from ._sink import DownloadedFile
 from ._sync import BlockingBatch, BlockingIterator, SyncClient
 from ._telemetry import Telemetry
+from ._version import __version__
 from ._wire import CancelOutcome, ModelInfo, Output, Result, State, Status
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -110,3 +111,15 @@ __all__ = [
     "models",
     "read_journal",
 ]
+
+# Public names report the module users import them from (`runcomfy_async.NotFoundError` in
+# reprs and tracebacks, and pickles that find them there), as httpx and anyio do. Classes
+# with annotations keep theirs: msgspec and typing.get_type_hints resolve those in the
+# module `__module__` names.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) and "__annotations__" in vars(_value):
+        continue
+    if isinstance(_value, type) or callable(_value):
+        _value.__module__ = __name__
+del _name, _value

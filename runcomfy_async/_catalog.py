@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from ._errors import BadRequestError, NotFoundError, RunComfyError, UnknownModelError
-from ._wire import ModelBody, ModelInfo, _Body, model_info_from
+from ._wire import Body, ModelBody, ModelInfo, model_info_from
 
 __all__ = [
     "PAGE_SIZE",
@@ -26,7 +26,7 @@ UNKNOWN_MODEL = 400001  # RunComfy's "invalid model or resource id"
 SUGGESTIONS = 3  # closest ids named in an unknown-model error
 
 
-class ModelListBody(_Body, kw_only=True):
+class ModelListBody(Body, kw_only=True):
     """`GET /v1/models`: `{"models": [...], "total": n}` (tolerant: odd entries are skipped)."""
 
     models: Any = None

@@ -11,7 +11,7 @@ import msgspec
 
 from ._catalog import fresh, is_unknown_model
 from ._errors import RunComfyError
-from ._inputs import _TYPED
+from ._inputs import TYPED
 from ._preflight import Preflight
 from ._retry import Clock
 from ._schema import SchemaValidator, build_validator
@@ -96,7 +96,7 @@ class InputChecks:
         Inputs of a model with a typed input were checked by it already: the catalog is
         asked only when pre-flight needs the media rules.
         """
-        schema = validate and model_id not in _TYPED
+        schema = validate and model_id not in TYPED
         if not schema and preflight is None:
             return
         validator = await self.validator(model_id)

@@ -2,80 +2,49 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import time
-import weakref
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
     Callable,
     Hashable,
     Iterable,
-    Iterator,
     Mapping,
 )
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, overload
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import anyio
-import msgspec
 
-from . import _wire
-from ._catalog import ModelListBody, is_unknown_model, iter_models, unknown_model_error
-from ._checks import InputChecks
+from ._batch import Batch
+from ._catalog import iter_models
 from ._config import Timeouts, environ, is_loopback, resolve_api_key, resolve_base_url
-from ._download import DEFAULT_TEMPLATE, Downloader, download_result
-from ._errors import (
-    BadRequestError,
-    ConfigurationError,
-    NotFoundError,
-    PermissionDeniedError,
-    ResultNotReadyError,
-    RunComfyError,
-    WaitTimeoutError,
-)
-from ._fanout import Batch, _Engine
-from ._files import (
-    INLINE_MAX_BYTES,
-    UPLOAD_EXPIRES,
-    FileInputs,
-    Uploader,
-    file_settings,
-    has_refs,
-)
-from ._inputs import ModelInput, check_model_id, encode_inputs
-from ._items import BatchInput, Change
+from ._download import DEFAULT_TEMPLATE, download_result
+from ._errors import ConfigurationError, RunComfyError, WaitTimeoutError
+from ._files import INLINE_MAX_BYTES, UPLOAD_EXPIRES, FileInputs, Uploader, file_settings
+from ._inputs import ModelInput, encode_inputs
+from ._items import BatchInput, Change, MapOptions
 from ._limiter import RateLimiter
 from ._policy import PollPolicy
-from ._poll import Scheduler, as_completed, watch
-from ._preflight import Preflight
 from ._request import Request
-from ._retry import CallKind, Clock, RetryPolicy, Sleep
+from ._retry import Clock, RetryPolicy, Sleep
+from ._runtime import Runtime, request_id_of
 from ._runtimes import run_times_file
-from ._service import Service, Work
 from ._sink import DownloadedFile
+from ._streams import as_completed, watch
 from ._telemetry import Telemetry, telemetry_of
-from ._track import EXPIRED, Tracker, TrackSettings, cancel_quietly, of_model
+from ._track import EXPIRED, TrackSettings, cancel_quietly
 from ._transport import Transport
+from ._version import __version__
 from ._wire import CancelOutcome, ModelInfo, Result, State, Status
 
 if TYPE_CHECKING:
     import aiohttp
 
 __all__ = ["Client"]
-
-SUGGEST_WITHIN = 10.0  # seconds the catalog listing for "did you mean …?" may take
-_RECENT_MAX = 100_000  # request_ids remembered for their 404 grace and submit time
-
-_SUBMIT = msgspec.json.Decoder(_wire.SubmitBody)
-_STATUS = msgspec.json.Decoder(_wire.StatusBody)
-_RESULT = msgspec.json.Decoder(_wire.ResultBody)
-_CANCEL = msgspec.json.Decoder(_wire.CancelBody)
-_MODEL = msgspec.json.Decoder(_wire.ModelBody)
-_MODELS = msgspec.json.Decoder(ModelListBody)
 
 
 class Client:
@@ -131,40 +100,15 @@ class Client:
             timeout = Timeouts(total=float(timeout), connect=min(10.0, float(timeout)))
         if max_connections < 1:
             raise ConfigurationError("max_connections must be at least 1")
-        self._sleep: Sleep = sleep or anyio.sleep
-        self._clock: Clock = clock or time.monotonic
-        self._rng = rng or random.Random()
+        sleep = sleep or anyio.sleep
+        clock = clock or time.monotonic
+        rng = rng or random.Random()
         self._cancel_on_interrupt = cancel_on_interrupt
-        self._telemetry = telemetry_of(telemetry)
-        self._validate, self._preflight = validate, preflight
-        self._checks = InputChecks(
-            self._model_info,
-            self._clock,
-            allow_loopback=is_loopback(urlsplit(self.base_url).hostname or ""),
-        )
-        self._files = FileInputs(file_settings(uploads, inline_max_bytes, upload_expires))
-        self._track = TrackSettings(not_found_grace=not_found_grace, cancel_grace=cancel_grace)
-        self._recent: dict[str, float] = {}  # request_id -> clock time it was submitted
-        self._scheduler = Scheduler(
-            self,
-            policy=poll or PollPolicy(),
-            settings=self._track,
-            workers=max_connections,
-            clock=self._clock,
-            sleep=self._sleep,
-            rng=self._rng,
-        )
-        self._run_times = run_times_file(run_times, env)
-        self._service = Service(self._scheduler.run, name="runcomfy-async-service")
-        self._batches: weakref.WeakSet[_Engine] = weakref.WeakSet()  # running map()s
-        self._downloader: Downloader | None = None
-        self._download_lock = anyio.Lock()
+        traced = telemetry_of(telemetry)
         limiter = None
         if max_calls_per_second is not None:
-            limiter = RateLimiter(max_calls_per_second, clock=self._clock, sleep=self._sleep)
-        from . import __version__
-
-        self._transport = Transport(
+            limiter = RateLimiter(max_calls_per_second, clock=clock, sleep=sleep)
+        transport = Transport(
             api_key=key,
             base_url=self.base_url,
             timeouts=timeout,
@@ -173,20 +117,32 @@ class Client:
             user_agent=f"runcomfy-async/{__version__}",
             session=session,
             limiter=limiter,
-            sleep=self._sleep,
-            clock=self._clock,
-            rng=self._rng,
-            telemetry=self._telemetry,
+            sleep=sleep,
+            clock=clock,
+            rng=rng,
+            telemetry=traced,
+        )
+        self._runtime = Runtime(
+            transport,
+            poll=poll or PollPolicy(),
+            settings=TrackSettings(not_found_grace=not_found_grace, cancel_grace=cancel_grace),
+            workers=max_connections,
+            validate=validate,
+            preflight=preflight,
+            allow_loopback=is_loopback(urlsplit(self.base_url).hostname or ""),
+            files=FileInputs(file_settings(uploads, inline_max_bytes, upload_expires)),
+            telemetry=traced,
+            run_times=run_times_file(run_times, env),
+            clock=clock,
+            sleep=sleep,
+            rng=rng,
         )
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, api_key='********')"
 
     async def __aenter__(self) -> Self:
-        await self._transport.open()
-        self._service.open()
-        if self._run_times is not None:
-            self._scheduler.seed(self._run_times.load())
+        await self._runtime.open()
         return self
 
     async def __aexit__(
@@ -202,26 +158,7 @@ class Client:
         open). Waits still pending raise RunComfyError. A batch still running gets an item
         for every input it read (submits on the wire get the cancel grace to land), then
         raises RunComfyError."""
-        try:
-            with anyio.CancelScope(shield=True):  # bounded by the cancel grace
-                async with anyio.create_task_group() as group:
-                    for engine in list(self._batches):
-                        group.start_soon(engine.interrupt)
-            await self._service.close()
-            if self._run_times is not None:
-                self._run_times.save(self._scheduler.learnt())
-            downloader, self._downloader = self._downloader, None
-            if downloader is not None:
-                await downloader.__aexit__(None, None, None)
-        finally:
-            await self._transport.close()
-            self._telemetry.close()
-
-    def _spawn(self, work: Work) -> bool:
-        """Run `work` in the client's background service, which close() ends and awaits;
-        False when it was dropped (the client is closing)."""
-        self._transport.check_open()
-        return self._service.spawn(work)
+        await self._runtime.close()
 
     # ------------------------------------------------------------------ the API
 
@@ -270,95 +207,22 @@ class Client:
         preflight: bool | None = None,
     ) -> Request:
         model_id, body = encode_inputs(model, inputs)
-        body = await self._check(model_id, body, validate, preflight)
-        return await self._post(model_id, body, model if inputs is None else inputs)
-
-    async def _check(
-        self, model_id: str, body: bytes, validate: bool | None, preflight: bool | Preflight | None
-    ) -> bytes:
-        """The checks before a submit; `preflight` may be a batch's own (its cache). The
-        body to send: local files (references in `body`) checked and inlined or uploaded."""
-        if has_refs(body):
-            validator = await self._checks.validator(model_id)
-            media = validator.media if validator is not None else ()
-            body = await self._files.resolve(model_id, body, media)
-        validate = self._validate if validate is None else validate
-        preflight = self._preflight if preflight is None else preflight
-        if preflight is True:  # one of its own: nothing measured is kept across submits
-            preflight = await self._preflighter()
-        checker = preflight if isinstance(preflight, Preflight) else None
-        await self._checks.check(model_id, body, validate=validate, preflight=checker)
-        return body
-
-    async def _preflighter(self) -> Preflight:
-        """A media pre-flight checker borrowing the client's download session (no key, no
-        cookies: nothing to close); it measures each URL once, so a batch keeps one."""
-        downloader = await self._downloads()
-        return Preflight(allow_loopback=downloader.allow_loopback, downloader=downloader)
-
-    async def _post(
-        self,
-        model_id: str,
-        body: bytes,
-        original: object,
-        *,
-        rate_limit_until: float | None = None,
-    ) -> Request:
-        """Send one checked submit; `original` is what SubmissionUnknownError carries.
-        429s are waited out until `rate_limit_until` (client clock; default: the retry
-        policy's `rate_limit_patience` from now)."""
-        with self._telemetry.submit(model_id) as traced:
-            answer = await self._transport.call(
-                CallKind.SUBMIT,
-                "POST",
-                f"/v1/models/{model_id}",
-                _SUBMIT,
-                body=body,
-                submit_of=(model_id, original),
-                rate_limit_until=rate_limit_until,
-            )
-            traced.submitted(answer.request_id)
-        now = self._clock()
-        horizon = now - self._track.not_found_grace
-        recent = self._recent  # in submit order: forget from the oldest end, O(1) each
-        while recent and (len(recent) > _RECENT_MAX or next(iter(recent.values())) < horizon):
-            del recent[next(iter(recent))]
-        recent[answer.request_id] = now
-        return Request(answer.request_id, model_id, self, submitted_at=now)
+        body = await self._runtime.check(model_id, body, validate, preflight)
+        sent = await self._runtime.post(model_id, body, model if inputs is None else inputs)
+        return Request(sent.request_id, model_id, self, submitted_at=sent.submitted_at)
 
     async def status(self, request: Request | str) -> Status:
         """The request's current state; a failed or cancelled request is a state, not an error."""
-        rid = _request_id(request)
-        with _about(rid):
-            body = await self._transport.call(
-                CallKind.STATUS, "GET", f"/v1/requests/{quote(rid, safe='')}/status", _STATUS
-            )
-        status = _wire.status_from(body, rid)
-        self._telemetry.observed(rid, status.state)
-        return status
+        return await self._runtime.status(request_id_of(request))
 
     async def result(self, request: Request | str, *, include_cost: bool = True) -> Result:
         """The request's outcome: output on success, `error` on failure, or the current state
         while unfinished. Never raises for a state. Given a Request handle, the Result says
         whether RunComfy's answer is of another model (`model_mismatch`, logged)."""
-        rid = _request_id(request)
-        try:
-            with _about(rid):
-                body = await self._transport.call(
-                    CallKind.RESULT,
-                    "GET",
-                    f"/v1/requests/{quote(rid, safe='')}/result",
-                    _RESULT,
-                    params={"include_cost": "true"} if include_cost else None,
-                )
-        except ResultNotReadyError:
-            # RunComfy's 400005: not ready. Report the state /status knows instead.
-            status = await self.status(rid)
-            return Result(request_id=rid, state=status.state)
         model_id = request.model_id if isinstance(request, Request) else None
-        result = of_model(_wire.result_from(body, rid), model_id)
-        self._telemetry.resulted(result)
-        return result
+        return await self._runtime.result(
+            request_id_of(request), include_cost=include_cost, model_id=model_id
+        )
 
     async def wait(
         self,
@@ -376,7 +240,7 @@ class Client:
         waiting task is cancelled while the request is queued, a bounded, shielded cancel is
         sent (`cancel_on_interrupt`, default from the client) and CancelledError propagates.
         """
-        deadline = None if timeout is None else self._clock() + timeout
+        deadline = None if timeout is None else self._runtime.clock() + timeout
         return await self._wait(request, deadline, timeout, cancel_on_timeout, cancel_on_interrupt)
 
     async def _wait(
@@ -388,16 +252,24 @@ class Client:
         cancel_on_interrupt: bool | None,
     ) -> Result:
         """wait() up to a `deadline` on the client's clock; `timeout` is what the caller gave."""
-        rid = _request_id(request)
-        tracker = self._tracker(request, deadline=deadline)
+        runtime = self._runtime
+        rid = request_id_of(request)
+        tracker = runtime.tracker(request, deadline=deadline)
         interrupt = (
             self._cancel_on_interrupt if cancel_on_interrupt is None else cancel_on_interrupt
         )
-        outcome = await self._await_tracker(tracker, cancel_on_interrupt=interrupt)
+        runtime.track(tracker)
+        try:
+            outcome = await tracker.wait()
+        except anyio.get_cancelled_exc_class():
+            runtime.forget(tracker)
+            if interrupt and tracker.state in (None, State.IN_QUEUE):
+                await cancel_quietly(runtime, rid, runtime.settings.cancel_grace)
+            raise
         if outcome is EXPIRED:
             cancelled = None
             if cancel_on_timeout:
-                cancelled = await cancel_quietly(self, rid, self._track.cancel_grace)
+                cancelled = await cancel_quietly(runtime, rid, runtime.settings.cancel_grace)
             raise WaitTimeoutError(
                 f"request {rid} did not finish within {timeout} s; it " + _after_cancel(cancelled),
                 request_id=rid,
@@ -407,40 +279,6 @@ class Client:
         if isinstance(outcome, RunComfyError):
             raise outcome
         return outcome  # type: ignore[return-value]
-
-    def _tracker(self, request: Request | str, *, deadline: float | None) -> Tracker:
-        rid = _request_id(request)
-        if isinstance(request, Request) and request.submitted_at is not None:
-            submitted_at: float | None = request.submitted_at
-        else:
-            submitted_at = self._recent.get(rid)
-        grace = self._track.not_found_grace
-        return Tracker(
-            rid,
-            model_id=request.model_id if isinstance(request, Request) else None,
-            submitted_at=submitted_at,
-            fresh_until=None if submitted_at is None else submitted_at + grace,
-            deadline=deadline,
-        )
-
-    def _track_request(self, tracker: Tracker) -> None:
-        """Hand a request to the poller pool (started on first use)."""
-        self._transport.check_open()
-        if self._service.closed:  # the client is closing: nobody would poll it
-            tracker.resolve(RunComfyError("the client was closed"))
-            return
-        self._service.start()
-        self._scheduler.track(tracker)
-
-    async def _await_tracker(self, tracker: Tracker, *, cancel_on_interrupt: bool) -> object:
-        self._track_request(tracker)
-        try:
-            return await tracker.wait()
-        except anyio.get_cancelled_exc_class():
-            self._scheduler.forget(tracker)
-            if cancel_on_interrupt and tracker.state in (None, State.IN_QUEUE):
-                await cancel_quietly(self, tracker.request_id, self._track.cancel_grace)
-            raise
 
     @overload
     async def run(
@@ -472,7 +310,7 @@ class Client:
         cancel_on_timeout: bool = False,
     ) -> Result:
         """Submit and wait: `timeout` (seconds) covers both. Raises as submit() and wait() do."""
-        deadline = None if timeout is None else self._clock() + timeout
+        deadline = None if timeout is None else self._runtime.clock() + timeout
         request = await self._submit(model, inputs)
         return await self._wait(request, deadline, timeout, cancel_on_timeout, None)
 
@@ -534,25 +372,22 @@ class Client:
         file URL once, however many inputs name it. An input they refuse is an item with
         its InvalidInputError (or PreflightError), and costs nothing.
         """
-        return Batch(
-            _Engine(
-                self,
-                inputs,
-                max_in_flight=max_in_flight,
-                timeout=timeout,
-                cancel_on_exit=cancel_on_exit,
-                key=key,
-                on_change=on_change,
-                journal=journal,
-                batch=batch,
-                resubmit_unknown=resubmit_unknown,
-                retry_failed=retry_failed,
-                download_to=download_to,
-                name_template=name_template,
-                validate=validate,
-                preflight=preflight,
-            )
+        options = MapOptions(
+            max_in_flight=max_in_flight,
+            timeout=timeout,
+            cancel_on_exit=cancel_on_exit,
+            key=key,
+            on_change=on_change,
+            journal=journal,
+            batch=batch,
+            resubmit_unknown=resubmit_unknown,
+            retry_failed=retry_failed,
+            download_to=download_to,
+            name_template=name_template,
+            validate=validate,
+            preflight=preflight,
         )
+        return Batch(self._runtime, inputs, options)
 
     @overload
     def as_completed(
@@ -587,7 +422,9 @@ class Client:
         `return_exceptions=True` such errors are yielded in place of that request's Result
         instead. After `timeout` seconds WaitTimeoutError is raised; the requests go on.
         """
-        return as_completed(self, requests, timeout=timeout, return_exceptions=return_exceptions)
+        return as_completed(
+            self._runtime, requests, timeout=timeout, return_exceptions=return_exceptions
+        )
 
     def watch(
         self, request: Request | str, *, timeout: float | None = None
@@ -600,7 +437,7 @@ class Client:
         seconds WaitTimeoutError is raised. Leaving early (close it, e.g. with
         `contextlib.aclosing`) stops the polling, not the request.
         """
-        return watch(self, request, timeout=timeout)
+        return watch(self._runtime, request, timeout=timeout)
 
     async def download(
         self,
@@ -620,27 +457,13 @@ class Client:
         file is never overwritten. Failures raise DownloadError.
         """
         return await download_result(
-            await self._downloads(), result, dest_dir, key=key, template=template
+            await self._runtime.downloads(), result, dest_dir, key=key, template=template
         )
-
-    async def _downloads(self) -> Downloader:
-        async with self._download_lock:
-            if self._downloader is None:
-                host = urlsplit(self.base_url).hostname or ""
-                downloader = Downloader(allow_loopback=is_loopback(host))
-                await downloader.__aenter__()
-                self._downloader = downloader
-            return self._downloader
 
     async def cancel(self, request: Request | str) -> CancelOutcome:
         """Ask RunComfy to cancel a queued request. A running or finished one cannot be
         (outcome `not_cancellable`, and it is billed); that is reported, not raised."""
-        rid = _request_id(request)
-        with _about(rid):
-            body = await self._transport.call(
-                CallKind.CANCEL, "POST", f"/v1/requests/{quote(rid, safe='')}/cancel", _CANCEL
-            )
-        return _wire.cancel_from(body, rid)
+        return await self._runtime.cancel(request_id_of(request))
 
     async def cancel_many(
         self, requests: Iterable[Request | str], *, timeout: float = 10.0
@@ -651,11 +474,11 @@ class Client:
         One outcome per request, in order. A cancel that failed or got no answer in time is
         outcome `unknown` (`cancelled` False): reported, never raised.
         """
-        rids = [_request_id(request) for request in requests]
+        rids = [request_id_of(request) for request in requests]
         outcomes: list[CancelOutcome | None] = [None] * len(rids)
 
         async def one(index: int) -> None:
-            outcomes[index] = await cancel_quietly(self, rids[index], timeout)
+            outcomes[index] = await cancel_quietly(self._runtime, rids[index], timeout)
 
         async with anyio.create_task_group() as group:
             for index in range(len(rids)):
@@ -667,27 +490,9 @@ class Client:
 
     async def model_info(self, model_id: str) -> ModelInfo:
         """The catalog entry of a model: input schema, base price in USD and its unit."""
-        info = await self._model_info(model_id)
-        self._checks.learn(info)  # submits to it are checked without asking again
+        info = await self._runtime.model_info(model_id)
+        self._runtime.checks.learn(info)  # submits to it are checked without asking again
         return info
-
-    async def _model_info(self, model_id: str) -> ModelInfo:
-        check_model_id(model_id)
-        path = f"/v1/models/{model_id}"
-        try:
-            body = await self._transport.call(CallKind.CATALOG, "GET", path, _MODEL)
-        except (NotFoundError, BadRequestError) as exc:
-            if not is_unknown_model(exc):
-                raise
-            known: list[str] = []
-            try:  # the closest ids, for "did you mean …?"; a listing that fails names none
-                with anyio.move_on_after(SUGGEST_WITHIN):
-                    async for info in self.models(include_schema=False):
-                        known.append(info.model_id)
-            except RunComfyError:
-                known = []
-            raise unknown_model_error(exc, model_id, known) from exc
-        return _wire.model_info_from(body, model_id)
 
     def models(
         self,
@@ -700,12 +505,10 @@ class Client:
         `async for info in client.models(search="upscale"):`, paging until the catalog's
         total. `include_schema=False` asks for entries without their input schemas."""
         return iter_models(
-            self._model_page, search=search, category=category, include_schema=include_schema
-        )
-
-    async def _model_page(self, params: Mapping[str, str]) -> ModelListBody:
-        return await self._transport.call(
-            CallKind.CATALOG, "GET", "/v1/models", _MODELS, params=params
+            self._runtime.model_page,
+            search=search,
+            category=category,
+            include_schema=include_schema,
         )
 
 
@@ -715,22 +518,3 @@ def _after_cancel(cancelled: CancelOutcome | None) -> str:
     if cancelled is not None and cancelled.requested:
         return "has a cancellation requested (it may still run): wait again to learn its end"
     return "goes on: wait again"
-
-
-@contextlib.contextmanager
-def _about(request_id: str) -> Iterator[None]:
-    """RunComfy's errors about one request (not found, not yours, not a valid id) name it
-    (`request_id`, and in the message); a 429 or 5xx is about the service, not the request."""
-    try:
-        yield
-    except (NotFoundError, PermissionDeniedError, BadRequestError) as exc:
-        if exc.request_id is None:
-            exc.request_id = request_id
-        raise
-
-
-def _request_id(request: Request | str) -> str:
-    rid = request.request_id if isinstance(request, Request) else request
-    if not isinstance(rid, str) or not rid or len(rid) > 256:
-        raise ValueError(f"not a request_id: {rid!r}")
-    return rid

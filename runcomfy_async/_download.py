@@ -26,6 +26,7 @@ from ._errors import (
 )
 from ._guard import GuardedResolver, Refused, describe, follow, redact
 from ._sink import DownloadedFile, ObjectStore, Sink, open_sink
+from ._version import __version__
 from ._wire import Result, State
 
 __all__: list[str] = []  # Downloader is reached through Client.download()
@@ -161,8 +162,6 @@ class Downloader:
         self._resolver: GuardedResolver | None = None
 
     async def __aenter__(self) -> Self:
-        from . import __version__
-
         if self._session is not None:
             raise RuntimeError("the downloader is already open")
         names = self._names if self._names is not None else DefaultResolver()

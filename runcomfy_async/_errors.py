@@ -2,6 +2,8 @@
 
     RunComfyError
     ├── ConfigurationError (ValueError)         bad key, base URL or option
+    │   ├── JournalMismatchError                a batch journal of another batch
+    │   └── JournalBusyError                    a batch journal another run holds
     ├── InvalidInputError (ValueError)          inputs rejected before any call was made
     │   └── PreflightError                      a file input broke the model's media rules
     ├── TransportError                          the call failed on the network
@@ -40,6 +42,8 @@ __all__ = [
     "DownloadError",
     "InsufficientBalanceError",
     "InvalidInputError",
+    "JournalBusyError",
+    "JournalMismatchError",
     "ModelMismatchError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -73,6 +77,19 @@ class RunComfyError(Exception):
 
 class ConfigurationError(RunComfyError, ValueError):
     """The client was configured wrongly (missing key, unsafe base URL, bad option)."""
+
+
+class JournalMismatchError(ConfigurationError):
+    """The journal belongs to another batch: a key it holds has different inputs now."""
+
+
+class JournalBusyError(ConfigurationError):
+    """Another run holds the journal. `holder` says which process, on which host, since when
+    (epoch seconds), as far as it wrote it down."""
+
+    def __init__(self, message: str, *, holder: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class InvalidInputError(RunComfyError, ValueError):

@@ -41,17 +41,19 @@ class ModelInput(
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "model_id" in cls.__dict__:
-            _TYPED[cls.model_id] = cls
+            TYPED[cls.model_id] = cls
 
     def validate(self) -> Self:
         """Check every schema rule; raise InvalidInputError naming the field and the rule."""
-        decode_input(type(self), _encode(refer(self) if has_files(self) else self, self.model_id))
+        decode_input(
+            type(self), encode_json(refer(self) if has_files(self) else self, self.model_id)
+        )
         return self
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Build and check an input from wire-named fields (e.g. `promptText`)."""
-        return decode_input(cls, _encode(dict(data), cls.model_id))
+        return decode_input(cls, encode_json(dict(data), cls.model_id))
 
     def to_dict(self) -> dict[str, Any]:
         """The wire dict RunComfy is sent (wire names, unset fields left out): the inverse
@@ -61,10 +63,11 @@ class ModelInput(
 
 
 # model_id -> its typed input, filled as `runcomfy_async.models` defines them.
-_TYPED: dict[str, type[ModelInput]] = {}
+TYPED: dict[str, type[ModelInput]] = {}
 
 
-def _encode(value: object, model_id: str) -> bytes:
+def encode_json(value: object, model_id: str) -> bytes:
+    """The JSON bytes of inputs; InvalidInputError naming `model_id` if they have none."""
     try:
         return _ENCODER.encode(value)
     except (TypeError, ValueError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError
@@ -152,7 +155,7 @@ def encode_inputs(model: ModelInput | str, inputs: Mapping[str, Any] | None) -> 
             raise TypeError("pass either a typed input, or a model id and a dict of inputs")
         if has_files(model):  # local files: a reference each (path, sha256), sent later
             model = cast(ModelInput, refer(model))
-        raw = _encode(model, model.model_id)
+        raw = encode_json(model, model.model_id)
         _check_size(model.model_id, raw, model)
         decode_input(type(model), raw)
         return model.model_id, raw
@@ -165,9 +168,9 @@ def encode_inputs(model: ModelInput | str, inputs: Mapping[str, Any] | None) -> 
         )
     if not all(isinstance(key, str) for key in inputs):
         raise InvalidInputError(f"{model}: input field names must be strings", model_id=model)
-    raw = _encode(refer(inputs) if has_files(inputs) else dict(inputs), model)
+    raw = encode_json(refer(inputs) if has_files(inputs) else dict(inputs), model)
     _check_size(model, raw, inputs)
-    typed = _TYPED.get(model)
+    typed = TYPED.get(model)
     if typed is not None:
         decode_input(typed, raw)
     return model, raw

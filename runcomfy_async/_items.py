@@ -1,12 +1,20 @@
-"""What a batch takes, yields and counts: Numbered, Item, Change, Progress."""
+"""What a batch takes, yields and counts: MapOptions, Numbered, Item, Outcome, Progress."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+import enum
+import os
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import RunComfyError
+from ._download import DEFAULT_TEMPLATE, render_stem
+from ._errors import (
+    ConfigurationError,
+    RequestCancelledError,
+    RunComfyError,
+    SubmissionUnknownError,
+)
 from ._inputs import ModelInput
 from ._sink import DownloadedFile
 from ._wire import Result, State
@@ -14,6 +22,33 @@ from ._wire import Result, State
 __all__ = ["Change", "Item", "Numbered", "Progress"]
 
 BatchInput = ModelInput | tuple[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class MapOptions:
+    """The options of one `client.map()` (see its docstring), checked when it is called."""
+
+    max_in_flight: int = 32
+    timeout: float | None = None
+    cancel_on_exit: bool = True
+    key: Callable[[Any], Hashable] | None = None
+    on_change: Callable[[Change], None] | None = None
+    journal: str | os.PathLike[str] | None = None
+    batch: str | None = None  # a shared postgresql:// journal's batch name
+    resubmit_unknown: bool = False
+    retry_failed: bool = False
+    download_to: str | os.PathLike[str] | None = None
+    name_template: str = DEFAULT_TEMPLATE
+    validate: bool | None = None
+    preflight: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        try:
+            render_stem(self.name_template, key="k", n=0, request_id="r")
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise ConfigurationError(f"name_template {self.name_template!r}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +80,27 @@ class Item:
     def ok(self) -> bool:
         """True when the request succeeded."""
         return self.error is None
+
+
+class Outcome(enum.StrEnum):
+    """How an input of a batch ended, the one classification of its Item (the engine's
+    counts, the command line's summary and manifest words)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the request failed, or the input was refused, or it timed out
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"  # its submit may have created a job: never resent unasked
+
+    @classmethod
+    def of(cls, error: RunComfyError | None) -> Outcome:
+        """The outcome of an item with `error` (None: a success)."""
+        if error is None:
+            return cls.SUCCEEDED
+        if isinstance(error, SubmissionUnknownError):
+            return cls.UNKNOWN
+        if isinstance(error, RequestCancelledError):
+            return cls.CANCELLED
+        return cls.FAILED
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import contextlib
-import enum
 import hashlib
-import math
 import os
 import sqlite3
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
-import msgspec
+from ._errors import ConfigurationError, JournalMismatchError
+from ._lock import FileLock
+from ._rows import Entry as Entry
+from ._rows import JournalRow as JournalRow
+from ._rows import Keys as Keys
+from ._rows import Row as Row
+from ._rows import canonical as canonical
+from ._rows import dump as dump
+from ._rows import dump_samples as dump_samples
+from ._rows import load as load
+from ._rows import plan as plan
+from ._rows import samples_of as samples_of
+from ._rows import stable_key as stable_key
+from ._rows import will_submit as will_submit
 
-from ._errors import ConfigurationError
-from ._lock import FileLock, JournalBusyError
-
-__all__ = ["JournalBusyError", "JournalMismatchError", "JournalRow", "read_journal"]
+__all__ = ["JournalRow", "read_journal"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,172 +70,6 @@ _COLUMNS = (
 )
 
 
-class JournalMismatchError(ConfigurationError):
-    """The journal belongs to another batch: a key it holds has different inputs now."""
-
-
-class Entry(enum.StrEnum):
-    """Where an input stands in the journal. A crash leaves each input in one of these."""
-
-    NEW = "new"  # read, nothing sent
-    SENDING = "sending"  # intent committed; the submit may or may not have left
-    UNKNOWN = "unknown"  # the submit's outcome is unknown
-    REJECTED = "rejected"  # refused before any job existed: safe to send again
-    TRACKED = "tracked"  # RunComfy accepted it: request_id known
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (Entry.SUCCEEDED, Entry.FAILED, Entry.CANCELLED)
-
-
-def will_submit(state: Entry | None, *, retry_failed: bool, resubmit_unknown: bool) -> bool:
-    """Whether a run submits an input the journal has in `state` (None: not in it yet).
-
-    The one rule, used by map() and by anything that plans a run (estimates, --max-cost).
-    """
-    if state in (None, Entry.NEW, Entry.REJECTED):
-        return True
-    if state is Entry.FAILED:
-        return retry_failed
-    if state in (Entry.SENDING, Entry.UNKNOWN):
-        return resubmit_unknown
-    return False  # tracked (re-attached), succeeded, cancelled
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One input's journal row, as a rerun finds it."""
-
-    key: str
-    state: Entry
-    request_id: str | None
-    outputs: dict[str, Any] | None
-    error: Any
-    cost: float | None
-    files: list[dict[str, Any]] | None
-    duplicate: bool  # this key was already read in this run
-    send: bool = False  # marked `sending` in the same transaction: submit it now
-
-
-@dataclass(frozen=True, slots=True)
-class JournalRow:
-    """One input as the journal records it (read_journal()).
-
-    `state` is an Entry (a str: "succeeded", "failed", "tracked", "unknown", ...); `error`
-    and `cost` (USD, as RunComfy reported it) are of its latest request; `files` are the
-    outputs saved (path, size, sha256, url); `attempts` are earlier requests of this input
-    that ran and were retried (`retry_failed`): request_id, state, error, cost each.
-    """
-
-    key: str
-    index: int
-    line: int | None
-    model_id: str
-    inputs: dict[str, Any]
-    state: Entry
-    request_id: str | None
-    error: Any
-    cost: float | None
-    files: list[dict[str, Any]]
-    attempts: list[dict[str, Any]]
-
-    @property
-    def spent(self) -> float:
-        """USD RunComfy reported for this input's requests so far, retried ones included."""
-        costs = [self.cost, *(attempt.get("cost") for attempt in self.attempts)]
-        return sum(cost for cost in costs if isinstance(cost, int | float))
-
-    @property
-    def runs(self) -> int:
-        """Requests of this input that ran (and were billed), retried ones included."""
-        ran = self.state in (Entry.SUCCEEDED, Entry.FAILED)
-        return len(self.attempts) + ran
-
-
-def _dump(value: Any) -> str:
-    """JSON text of a decoded answer, by msgspec: whatever the SDK could decode (e.g. an
-    output nested ~950 levels deep, past json.dumps' recursion) it can record."""
-    return msgspec.json.encode(value).decode()
-
-
-def _load(text: str) -> Any:
-    return msgspec.json.decode(text)
-
-
-RUN_TIMES_KEPT = 64  # run-time samples a journal keeps per model (the newest)
-
-
-def dump_samples(samples: Sequence[float]) -> str:
-    """Run-time samples as the journals store them: a JSON list of the newest, in ms."""
-    kept = [round(float(s), 3) for s in samples if s >= 0 and math.isfinite(s)]
-    return _dump(kept[-RUN_TIMES_KEPT:])
-
-
-def samples_of(text: str) -> list[float]:
-    """The samples `dump_samples` stored; nothing usable is an empty list."""
-    try:
-        found = msgspec.json.decode(text)
-    except msgspec.DecodeError:
-        return []
-    if not isinstance(found, list):
-        return []
-    return [
-        float(s)
-        for s in found
-        if isinstance(s, int | float) and not isinstance(s, bool) and math.isfinite(s) and s >= 0
-    ]
-
-
-def canonical(body: bytes) -> bytes:
-    """The inputs' JSON with sorted keys and no spaces: equal inputs, equal bytes."""
-    return msgspec.json.encode(msgspec.json.decode(body), order="sorted")
-
-
-def stable_key(model_id: str, body: bytes, occurrence: int = 0) -> str:
-    """A key from the model id and the canonical inputs, so reordered files resume alike.
-
-    `occurrence` k > 0 names the k-th repeat (in input order) of the same inputs: the same
-    prompt twice is two inputs. Occurrence 0 is the key journals of version 1 hold.
-    """
-    digest = hashlib.sha256(model_id.encode() + b"\0" + canonical(body)).hexdigest()[:32]
-    return digest if occurrence == 0 else f"{digest}-{occurrence}"
-
-
-class Keys:
-    """The default journal keys of a batch, in input order: `key()` counts repeats, so the
-    k-th identical (model_id, inputs) gets occurrence k. Keeps one counter per distinct input."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, int] = {}
-
-    def key(self, model_id: str, body: bytes) -> str:
-        first = stable_key(model_id, body)
-        occurrence = self._seen.get(first, 0)
-        self._seen[first] = occurrence + 1
-        return first if occurrence == 0 else f"{first}-{occurrence}"
-
-
-def plan(
-    rows: list[JournalRow],
-    keys: Iterable[str],
-    *,
-    retry_failed: bool = False,
-    resubmit_unknown: bool = False,
-) -> list[str]:
-    """The keys, of `keys` (a run's inputs, e.g. from Keys), that the run would submit."""
-    states = {row.key: row.state for row in rows}
-    return [
-        key
-        for key in keys
-        if will_submit(
-            states.get(key), retry_failed=retry_failed, resubmit_unknown=resubmit_unknown
-        )
-    ]
-
-
 def read_journal(path: str | os.PathLike[str]) -> list[JournalRow]:
     """Every input a journal records, in input order (`index`), read-only, with no Client.
 
@@ -253,23 +94,23 @@ def read_journal(path: str | os.PathLike[str]) -> list[JournalRow]:
             db.close()
     except sqlite3.DatabaseError as exc:
         raise ConfigurationError(f"{where} is not a usable batch journal: {exc}") from exc
-    return [_journal_row(record) for record in found]
+    return [journal_row(record) for record in found]
 
 
-def _journal_row(record: tuple[Any, ...]) -> JournalRow:
+def journal_row(record: tuple[Any, ...]) -> JournalRow:
     key, idx, line, model_id, inputs, state, rid, _, error, cost, files, attempts = record
     return JournalRow(
         key=key,
         index=idx,
         line=line,
         model_id=model_id,
-        inputs=_load(inputs),
+        inputs=load(inputs),
         state=Entry(state),
         request_id=rid,
-        error=_load(error) if error else None,
+        error=load(error) if error else None,
         cost=cost,
-        files=_load(files) if files else [],
-        attempts=_load(attempts) if attempts else [],
+        files=load(files) if files else [],
+        attempts=load(attempts) if attempts else [],
     )
 
 
@@ -401,10 +242,10 @@ class Journal:
                 key,
                 Entry(state),
                 request_id,
-                _load(outputs) if outputs else None,
-                _load(error) if error else None,
+                load(outputs) if outputs else None,
+                load(error) if error else None,
                 cost,
-                _load(files) if files else None,
+                load(files) if files else None,
                 duplicate=run == self.run,
             )
             if row.duplicate:
@@ -418,14 +259,14 @@ class Journal:
             if not send:
                 return row
             if row.state is Entry.FAILED:  # retried: the billed request goes to `attempts`
-                earlier = _load(tried) if tried else []
+                earlier = load(tried) if tried else []
                 earlier.append(
                     {"request_id": request_id, "state": state, "error": row.error, "cost": cost}
                 )
                 self._db.execute(
                     "UPDATE items SET attempts=?, request_id=NULL, outputs=NULL, error=NULL, "
                     "cost=NULL, files=NULL, finished_at=NULL WHERE key=?",
-                    (_dump(earlier), key),
+                    (dump(earlier), key),
                 )
             self._set(key, Entry.SENDING, sent_at=now)
             return Row(key, row.state, None, None, None, None, None, False, send=True)
@@ -440,10 +281,10 @@ class Journal:
         self._set(key, Entry.TRACKED, request_id=request_id)
 
     async def unknown(self, key: str, error: str) -> None:
-        self._set(key, Entry.UNKNOWN, error=_dump(error))
+        self._set(key, Entry.UNKNOWN, error=dump(error))
 
     async def rejected(self, key: str, error: str) -> None:
-        self._set(key, Entry.REJECTED, error=_dump(error))
+        self._set(key, Entry.REJECTED, error=dump(error))
 
     async def finished(
         self,
@@ -457,15 +298,15 @@ class Journal:
         self._set(
             key,
             state,
-            outputs=_dump(outputs) if outputs is not None else None,
-            error=_dump(error) if error is not None else None,
+            outputs=dump(outputs) if outputs is not None else None,
+            error=dump(error) if error is not None else None,
             cost=cost,
             finished_at=time.time(),
         )
 
     async def files(self, key: str, files: list[dict[str, Any]]) -> None:
         """Record downloaded files (path, size, sha256) of a finished input."""
-        self._db.execute("UPDATE items SET files=? WHERE key=?", (_dump(files), key))
+        self._db.execute("UPDATE items SET files=? WHERE key=?", (dump(files), key))
 
     async def run_times(self) -> dict[str, list[float]]:
         """Run-time samples per model id (seconds, oldest first) the batch's runs saved."""
@@ -491,4 +332,4 @@ class Journal:
         """Every input the journal holds, in input order."""
         found = self._db.execute(f"SELECT {_COLUMNS} FROM items ORDER BY idx, key").fetchall()
         for record in found:
-            yield _journal_row(record)
+            yield journal_row(record)

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import ConfigurationError
-from ._journal import Entry, Journal, JournalRow, Row
+from ._journal import Journal
+from ._rows import Entry, JournalRow, Row
 
 if TYPE_CHECKING:
     from ._pgjournal import PgJournal

@@ -8,9 +8,9 @@ import socket
 import time
 from typing import Any
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, JournalBusyError
 
-__all__ = ["JournalBusyError"]
+__all__ = ["FileLock"]
 
 # Why a sidecar file with flock() (LockFileEx on Windows) and not SQLite's own locks:
 # - the OS drops it the moment the holder's process ends, kill -9 included, so a crashed run
@@ -26,15 +26,6 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
     import msvcrt
-
-
-class JournalBusyError(ConfigurationError):
-    """Another run holds the journal. `holder` says which process, on which host, since when
-    (epoch seconds), as far as it wrote it down."""
-
-    def __init__(self, message: str, *, holder: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.holder = holder
 
 
 class FileLock:

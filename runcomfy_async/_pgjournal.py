@@ -35,15 +35,15 @@ from typing import Any
 
 import anyio
 
+from ._errors import JournalMismatchError
 from ._journal import (
     Entry,
-    JournalMismatchError,
     JournalRow,
     Row,
-    _dump,
-    _load,
     canonical,
+    dump,
     dump_samples,
+    load,
     samples_of,
     will_submit,
 )
@@ -215,7 +215,7 @@ class PgJournal:
             lapsed = owner is not None and owner != self.worker and not held_elsewhere
             if lapsed and state is Entry.SENDING:  # its sender died before the answer
                 state = Entry.UNKNOWN
-                error = _dump("the worker that sent it stopped before its answer was recorded")
+                error = dump("the worker that sent it stopped before its answer was recorded")
                 await self._release(db, key, hold=True)
                 await db.execute(
                     "UPDATE runcomfy_items SET state='unknown', owner=NULL, error=%s"
@@ -226,10 +226,10 @@ class PgJournal:
                 key,
                 state,
                 rid,
-                _load(outputs) if outputs else None,
-                _load(error) if error else None,
+                load(outputs) if outputs else None,
+                load(error) if error else None,
                 cost,
-                _load(files) if files else None,
+                load(files) if files else None,
                 duplicate=False,
             )
             if state is Entry.TRACKED:  # ours now: re-attached by request_id
@@ -250,11 +250,11 @@ class PgJournal:
             await self._take_slot(db, key)
             attempts = tried
             if state is Entry.FAILED:  # retried: the billed request goes to `attempts`
-                earlier = _load(tried) if tried else []
+                earlier = load(tried) if tried else []
                 earlier.append(
                     {"request_id": rid, "state": state.value, "error": row.error, "cost": cost}
                 )
-                attempts = _dump(earlier)
+                attempts = dump(earlier)
             await db.execute(
                 "UPDATE runcomfy_items SET state='sending', owner=%s, idx=%s, line=%s,"
                 " attempts=%s, request_id=NULL, outputs=NULL, error=NULL, cost=NULL, files=NULL,"
@@ -296,7 +296,7 @@ class PgJournal:
             key,
             "UPDATE runcomfy_items SET state='unknown', error=%s, owner=NULL"
             " WHERE batch=%s AND key=%s",
-            (_dump(error),),
+            (dump(error),),
             free=True,
             hold=True,  # its job may exist: the slot stays taken for one lease
         )
@@ -306,7 +306,7 @@ class PgJournal:
             key,
             "UPDATE runcomfy_items SET state='rejected', error=%s, owner=NULL"
             " WHERE batch=%s AND key=%s",
-            (_dump(error),),
+            (dump(error),),
             free=True,
         )
 
@@ -327,8 +327,8 @@ class PgJournal:
             " finished_at=now(), owner=%s WHERE batch=%s AND key=%s",
             (
                 state.value,
-                _dump(outputs) if outputs is not None else None,
-                _dump(error) if error is not None else None,
+                dump(outputs) if outputs is not None else None,
+                dump(error) if error is not None else None,
                 cost,
                 self.worker if keep else None,
             ),
@@ -340,7 +340,7 @@ class PgJournal:
         await self._write(
             key,
             "UPDATE runcomfy_items SET files=%s, owner=NULL WHERE batch=%s AND key=%s",
-            (_dump(files),),
+            (dump(files),),
             free=False,
         )
 

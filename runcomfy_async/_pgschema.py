@@ -6,7 +6,7 @@ import urllib.parse
 from typing import Any
 
 from ._errors import ConfigurationError
-from ._journal import JournalRow, _journal_row
+from ._journal import JournalRow, journal_row
 
 __all__ = [
     "VERSION",
@@ -149,7 +149,7 @@ async def select_rows(db: Any, batch: str) -> list[JournalRow]:
         " ORDER BY idx, key",
         (batch,),
     )
-    return [_journal_row(record) for record in await cursor.fetchall()]
+    return [journal_row(record) for record in await cursor.fetchall()]
 
 
 async def select_counts(db: Any, batch: str) -> dict[str, int]:

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ._wire import CancelOutcome, Result, Status
 
-if TYPE_CHECKING:
-    from ._client import Client
-
 __all__ = ["Request"]
+
+
+class Calls(Protocol):
+    """What a Request's shortcuts call (the Client provides them)."""
+
+    async def status(self, request: Request | str) -> Status: ...
+    async def result(self, request: Request | str, *, include_cost: bool = True) -> Result: ...
+    async def wait(
+        self,
+        request: Request | str,
+        *,
+        timeout: float | None = None,
+        cancel_on_timeout: bool = False,
+        cancel_on_interrupt: bool | None = None,
+    ) -> Result: ...
+    async def cancel(self, request: Request | str) -> CancelOutcome: ...
 
 
 class Request:
@@ -21,7 +34,7 @@ class Request:
         self,
         request_id: str,
         model_id: str | None,
-        client: Client,
+        client: Calls,
         *,
         submitted_at: float | None = None,
     ) -> None:

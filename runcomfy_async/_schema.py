@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeGuard, Union
 import msgspec
 
 from ._errors import InvalidInputError
-from ._inputs import _encode
+from ._inputs import encode_json
 from ._messages import not_one_of, plain, show, unknown_field, value_at
 from ._rules import MediaKind, MediaRule, MediaSpec
 
@@ -343,7 +343,7 @@ class SchemaValidator:
                 f"{self.model_id}: inputs must be a mapping of field names to values",
                 model_id=self.model_id,
             )
-        self.validate_json(_encode(dict(inputs), self.model_id))
+        self.validate_json(encode_json(dict(inputs), self.model_id))
 
     def validate_json(self, raw: bytes) -> None:
         """validate() for inputs already encoded as a JSON object (a submit's body)."""

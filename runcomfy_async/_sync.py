@@ -22,11 +22,11 @@ from typing import Any, Generic, Literal, Self, TypeVar, overload
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from ._batch import Batch
 from ._client import Client
 from ._config import Timeouts
 from ._download import DEFAULT_TEMPLATE
 from ._errors import RunComfyError
-from ._fanout import Batch
 from ._files import INLINE_MAX_BYTES, UPLOAD_EXPIRES, Uploader
 from ._inputs import ModelInput
 from ._items import BatchInput, Change, Item, Progress

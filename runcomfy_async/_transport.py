@@ -48,7 +48,7 @@ from ._telemetry import CallProbe, NoTelemetry, Telemetry, about, route_of
 
 logger = logging.getLogger("runcomfy_async")
 
-T = TypeVar("T", bound=_wire._Body)
+T = TypeVar("T", bound=_wire.Body)
 
 
 # RunComfy's error_code picks the class first; the HTTP status decides when there is none.
@@ -87,7 +87,7 @@ def error_class(status_code: int, error_code: int | str | None) -> type[APIError
 
 def api_error(
     status_code: int,
-    body: _wire._Body | None,
+    body: _wire.Body | None,
     raw: bytes,
     retry_after: float | None = None,
     reason: str = "",
@@ -430,7 +430,7 @@ class Transport:
         error = api_error(status, _decode_error_body(raw), raw, retry_after, reply.reason)
         return _Judged(error, Happened.ANSWERED, status, retry_after)
 
-    def _embedded(self, status: int, body: _wire._Body, raw: bytes) -> _Judged:
+    def _embedded(self, status: int, body: _wire.Body, raw: bytes) -> _Judged:
         error = api_error(status, body, raw)
         implied = implied_status(error.error_code)
         return _Judged(error, Happened.EMBEDDED_ERROR, implied)

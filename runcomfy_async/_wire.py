@@ -77,7 +77,7 @@ def parse_state(raw: object) -> State:
 # ---------------------------------------------------------------- answers as received
 
 
-class _Body(msgspec.Struct, kw_only=True):
+class Body(msgspec.Struct, kw_only=True):
     """Fields every answer may carry: a 2xx body with a non-null error_code is an error."""
 
     error_code: Any = None
@@ -86,7 +86,7 @@ class _Body(msgspec.Struct, kw_only=True):
     detail: Any = None
 
 
-class SubmitBody(_Body, kw_only=True):
+class SubmitBody(Body, kw_only=True):
     request_id: Annotated[str, msgspec.Meta(min_length=1)]
     status: Any = None
     status_url: Any = None
@@ -94,7 +94,7 @@ class SubmitBody(_Body, kw_only=True):
     cancel_url: Any = None
 
 
-class StatusBody(_Body, kw_only=True):
+class StatusBody(Body, kw_only=True):
     request_id: Any = None
     status: Any = None
     queue_position: Any = None
@@ -102,7 +102,7 @@ class StatusBody(_Body, kw_only=True):
     error: Any = None
 
 
-class ResultBody(_Body, kw_only=True):
+class ResultBody(Body, kw_only=True):
     request_id: Any = None
     model_id: Any = None
     status: Any = None
@@ -113,13 +113,13 @@ class ResultBody(_Body, kw_only=True):
     finished_at: Any = None
 
 
-class CancelBody(_Body, kw_only=True):
+class CancelBody(Body, kw_only=True):
     request_id: Any = None
     status: Any = None
     outcome: Any = None
 
 
-class ModelBody(_Body, kw_only=True):
+class ModelBody(Body, kw_only=True):
     model_id: Any = None
     id: Any = None
     name: Any = None
@@ -133,7 +133,7 @@ class ModelBody(_Body, kw_only=True):
     price_unit: Any = None
 
 
-class ErrorBody(_Body, kw_only=True):
+class ErrorBody(Body, kw_only=True):
     code: Any = None
     error: Any = None
 
@@ -287,7 +287,7 @@ class ModelInfo(msgspec.Struct, frozen=True):
 # ---------------------------------------------------------------- lenient field parsers
 
 
-def error_code_of(body: _Body | ErrorBody) -> int | str | None:
+def error_code_of(body: Body | ErrorBody) -> int | str | None:
     """RunComfy's error code, from `error_code` or `code`; digit strings become ints."""
     raw = body.error_code
     if raw is None and isinstance(body, ErrorBody):
@@ -304,7 +304,7 @@ def error_code_of(body: _Body | ErrorBody) -> int | str | None:
     return None
 
 
-def error_message_of(body: _Body | ErrorBody) -> str | None:
+def error_message_of(body: Body | ErrorBody) -> str | None:
     """RunComfy's error message, from whichever field the answer used."""
     candidates = [body.error_message, body.message, body.detail]
     if isinstance(body, ErrorBody):

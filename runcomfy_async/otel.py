@@ -22,8 +22,8 @@ from typing import Any
 from opentelemetry import context, metrics, trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
-from . import __version__
 from ._telemetry import Work, route_of
+from ._version import __version__
 from ._wire import Result, State
 
 __all__ = ["INSTRUMENTS", "OpenTelemetry"]

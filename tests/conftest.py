@@ -111,10 +111,10 @@ def _typed_inputs_registry() -> Iterator[None]:
     package, and would check other tests' dict inputs: each test gets the registry back."""
     from runcomfy_async import _inputs
 
-    saved = dict(_inputs._TYPED)
+    saved = dict(_inputs.TYPED)
     yield
-    _inputs._TYPED.clear()
-    _inputs._TYPED.update(saved)
+    _inputs.TYPED.clear()
+    _inputs.TYPED.update(saved)
 
 
 @pytest.fixture(scope="session")

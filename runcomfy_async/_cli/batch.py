@@ -17,10 +17,9 @@ import anyio
 from .._client import Client
 from .._cost import CostEstimate, estimate_cost
 from .._download import sanitize
-from .._errors import RequestCancelledError, SubmissionUnknownError
 from .._files import from_json
 from .._inputs import encode_inputs
-from .._items import Item, Numbered
+from .._items import Numbered
 from .._journal import Entry, JournalRow, Keys, read_journal, will_submit
 from .._journals import is_postgres, open_journal
 from .._store import is_store_url, open_store
@@ -150,17 +149,6 @@ def prompt_field(info: ModelInfo) -> str:
     if (properties.get(name) or {}).get("type", "string") != "string":
         raise CommandError(f"{info.model_id}: {name!r} is not text, so use a JSONL file of inputs")
     return name
-
-
-def outcome(item: Item) -> str:
-    """The summary's word for an item: succeeded, failed, cancelled or unknown."""
-    if item.error is None:
-        return "succeeded"
-    if isinstance(item.error, SubmissionUnknownError):
-        return "unknown"
-    if isinstance(item.error, RequestCancelledError):
-        return "cancelled"
-    return "failed"
 
 
 def state_folder(url: str) -> Path:
@@ -349,7 +337,7 @@ async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: 
                         async with anyio.create_task_group() as group:
                             group.start_soon(display.run, batch.progress)
                             async for item in batch:
-                                tally.record(item, outcome(item))
+                                tally.record(item)
                             group.cancel_scope.cancel()
             finally:
                 display.finish(batch.progress)

@@ -53,7 +53,7 @@ def _positive_float(text: str, kind: type[float] = float) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from .._version import __version__
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(

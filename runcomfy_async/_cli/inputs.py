@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from .._inputs import _TYPED
+from .._inputs import TYPED
 from .output import CommandError
 
 __all__ = ["file_input", "input_schema_of", "parse_inputs", "typed_value"]
@@ -25,7 +25,7 @@ def input_schema_of(model_id: str, catalog: Mapping[str, Any] | None) -> Mapping
     (a catalog that could not be read), else None (values read as JSON where they parse)."""
     if catalog and isinstance(catalog.get("properties"), Mapping):
         return catalog
-    typed = _TYPED.get(model_id)
+    typed = TYPED.get(model_id)
     if typed is None:
         return None
     found: dict[str, Any] = msgspec.json.schema(typed)

@@ -31,7 +31,7 @@ from .._errors import (
     UnexpectedResponseError,
     WaitTimeoutError,
 )
-from .._items import Item, Progress
+from .._items import Item, Outcome, Progress
 from .._wire import Result
 
 __all__ = [
@@ -248,14 +248,15 @@ class Tally:
             self.cost += cost
             self.priced = True
 
-    def record(self, item: Item, outcome: str) -> None:
-        """Count an item of the batch (`outcome` is its summary word)."""
+    def record(self, item: Item) -> None:
+        """Count an item of the batch, by its Outcome (the summary's word for it)."""
+        outcome = Outcome.of(item.error)
         self.seen.add(str(item.key))
         self.add(outcome, resumed=item.resumed, cost=item.result.cost if item.result else None)
         if item.result is not None and item.error is not None:
             self.downloads_failed += 1
         shown = len(self.failures) < FAILURES_SHOWN
-        if item.error is not None and outcome != "cancelled" and shown:
+        if item.error is not None and outcome is not Outcome.CANCELLED and shown:
             where = f"line {item.line}" if item.line is not None else f"input {item.index}"
             self.failures.append(f"{where}: {item.error}")
 

@@ -13,10 +13,7 @@ async with Simulator(SimulatorConfig(time_scale=0.01, concurrency=4)) as sim:
 from ._catalog import CatalogEntry, validate
 from ._config import (
     ALTERNATIVE_STATE_WORDS,
-    RUNWAY_IMAGE_TO_VIDEO,
     STATE_WORDS,
-    WAN_TEXT_TO_IMAGE,
-    ModelProfile,
     Quirks,
     SimulatorConfig,
     default_models,
@@ -24,6 +21,7 @@ from ._config import (
 from ._engine import Engine, Job, JobState
 from ._faults import FaultRule, Faults, parse_rules
 from ._ledger import Call, Ledger
+from ._profile import RUNWAY_IMAGE_TO_VIDEO, WAN_TEXT_TO_IMAGE, ModelProfile
 from ._serve import add_arguments, config_from_args, main, serve
 from ._simulator import Simulator
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._catalog_extra import EXTRA_MODELS
-from ._config import RUNWAY_IMAGE_TO_VIDEO, WAN_TEXT_TO_IMAGE, ModelProfile
+from ._profile import RUNWAY_IMAGE_TO_VIDEO, WAN_TEXT_TO_IMAGE, ModelProfile
 from ._seeds import OUTPUT_SCHEMA, RUNWAY_INPUT_SCHEMA, WAN_INPUT_SCHEMA
 
 _SEEDS: dict[str, tuple[str, dict[str, Any]]] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ._config import ModelProfile, default_models
+from ._profile import ModelProfile, seed_models
 
 _IMAGE = "https://example.com/input.png"
 
@@ -199,4 +199,4 @@ EXTRA_MODELS: dict[str, ExtraModel] = {
 
 def catalog_models() -> dict[str, ModelProfile]:
     """The seed models and every extra model (the simulator's default catalog)."""
-    return default_models()
+    return {**seed_models(), **{mid: model.profile for mid, model in EXTRA_MODELS.items()}}

@@ -196,12 +196,12 @@ async def test_a_rate_limit_slows_the_whole_pool_and_the_limited_poll_waits() ->
         inputs = [(WAN, {"prompt": f"p{i}"}) for i in range(20)]
         batch = client.map(inputs, max_in_flight=20)
         first = await batch.__anext__()
-        assert client._transport.pace.rate("other") is None  # no 429 yet: not paced
+        assert client._runtime.transport.pace.rate("other") is None  # no 429 yet: not paced
         sim.faults.add(FaultRule(action="status", status_code=429, retry_after=1, times=1))
         while not any(call.status_code == 429 for call in sim.ledger.call_log):
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)
-        paced = client._transport.pace.rate("other")  # every poll of the client slowed
+        paced = client._runtime.transport.pace.rate("other")  # every poll of the client slowed
         rest = [item async for item in batch]
         log = [call for call in sim.ledger.call_log if call.endpoint == "status"]
     assert first.ok

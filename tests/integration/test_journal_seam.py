@@ -97,8 +97,9 @@ async def test_a_batch_writes_every_step_through_the_journal_it_is_given(
     journal = MemoryJournal()
     opened: list[str] = []
 
-    async def open_pg(spec: str, batch: str | None = None, **shared: Any) -> BatchJournal:
+    async def open_pg(spec: str, batch: str | None = None, **joined: Any) -> BatchJournal:
         opened.append(spec)
+        assert joined == {"max_in_flight": 32, "saves_files": False}
         return _typed(journal)
 
     fake = types.ModuleType("runcomfy_async._pgjournal")

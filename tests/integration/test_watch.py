@@ -69,7 +69,7 @@ async def test_watch_times_out_and_leaving_early_stops_polling() -> None:
             async for state in states:
                 assert state is rc.State.IN_PROGRESS
                 break  # leave early: the pool stops polling it
-        assert client._scheduler.tracked == 0
+        assert client._runtime._scheduler.tracked == 0
         calls = len(sim.ledger.call_log)
         await asyncio.sleep(0.3)
         assert len(sim.ledger.call_log) == calls  # no more polls for it

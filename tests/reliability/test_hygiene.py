@@ -87,8 +87,8 @@ class Opened:
 
     def note(self) -> None:
         for session in (
-            self.client._transport._session,
-            self.client._downloader._session if self.client._downloader else None,
+            self.client._runtime.transport._session,
+            self.client._runtime._downloader._session if self.client._runtime._downloader else None,
         ):
             if session is not None and session not in self.sessions:
                 self.sessions.append(session)
@@ -282,10 +282,10 @@ async def test_a_submit_answered_while_the_client_closes_starts_nothing_that_out
         client = rc.Client("k", base_url=sim.url, poll=QUICK)
         await client.__aenter__()
         closing = asyncio.Event()
-        post, close = client._post, client._service.close
+        post, close = client._runtime.post, client._runtime._service.close
 
-        async def answered_as_the_client_closes(*args: Any) -> rc.Request:
-            request = await post(*args)
+        async def answered_as_the_client_closes(*args: Any, **kwargs: Any) -> Any:
+            request = await post(*args, **kwargs)
             # The answer is in hand when close() begins. anyio does not cancel a task whose
             # awaited future is already done, so this moment happens unpatched (in about one
             # plain `break` out of a batch in two, under pytest); the shield only pins it.
@@ -297,8 +297,8 @@ async def test_a_submit_answered_while_the_client_closes_starts_nothing_that_out
             closing.set()
             await close()
 
-        client._post = answered_as_the_client_closes  # type: ignore[method-assign,assignment]
-        client._service.close = closing_now  # type: ignore[method-assign]
+        client._runtime.post = answered_as_the_client_closes  # type: ignore[method-assign]
+        client._runtime._service.close = closing_now  # type: ignore[method-assign]
         consumer = asyncio.ensure_future(drain(client.map(inputs(3))))
         await settle(lambda: len(sim.ledger.jobs) == 3)
         await client.aclose()
@@ -328,7 +328,7 @@ async def test_a_failing_on_change_callback_neither_hangs_the_batch_nor_leaks_th
     async with Simulator(SimulatorConfig(models=FAST, queue_delay=0)) as sim:
         client = rc.Client("k", base_url=sim.url, poll=QUICK)
         await client.__aenter__()
-        session = client._transport._session
+        session = client._runtime.transport._session
         assert session is not None
         consumer = asyncio.ensure_future(drain(client.map(inputs(5), on_change=on_change)))
         done, _ = await asyncio.wait({consumer}, timeout=1.5)

@@ -157,7 +157,7 @@ async def test_a_batch_timeout_bounds_next_even_when_an_input_never_settles() ->
         async def forever(*args: Any, **kwargs: Any) -> None:
             await anyio.sleep_forever()
 
-        client._checks.check = forever  # type: ignore[method-assign]  # a check that hangs
+        client._runtime.checks.check = forever  # type: ignore[method-assign]  # a check that hangs
         batch = client.map(pairs(2), timeout=0.3)
         with anyio.fail_after(LIMIT):
             items = [item async for item in batch]

@@ -46,18 +46,18 @@ async def spread_inputs() -> AsyncIterator[tuple[str, dict[str, Any]]]:
 
 
 class Polls:
-    """Counts the polls the client starts (its status() and result() calls), with times."""
+    """Counts the polls the client starts (its runtime's status() and result()), with times."""
 
     def __init__(self, client: rc.Client) -> None:
         self.started: list[float] = []
         for name in ("status", "result"):
-            real = getattr(client, name)
+            real = getattr(client._runtime, name)
 
             async def counted(request_id: str, _real: Any = real) -> Any:
                 self.started.append(time.monotonic())
                 return await _real(request_id)
 
-            setattr(client, name, counted)  # the poller pool calls the client's methods
+            setattr(client._runtime, name, counted)  # the poller pool calls the runtime's
 
 
 async def outage(

@@ -53,7 +53,7 @@ def generate(model_id: str, **options: Any) -> str:
 def load(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Import generated source as a module of runcomfy_async.models, then forget it (and put
     the hand-written inputs back in the registry its class joined)."""
-    saved = dict(_inputs._TYPED)
+    saved = dict(_inputs.TYPED)
 
     def _load(source: str) -> types.ModuleType:
         name = f"runcomfy_async.models._generated_{len(sys.modules)}"
@@ -64,8 +64,8 @@ def load(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         return module
 
     yield _load
-    _inputs._TYPED.clear()
-    _inputs._TYPED.update(saved)
+    _inputs.TYPED.clear()
+    _inputs.TYPED.update(saved)
 
 
 @pytest.mark.parametrize(

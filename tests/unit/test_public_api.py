@@ -24,7 +24,7 @@ PUBLIC_PRIVATE_MODULES = [
     "runcomfy_async._cost",
     "runcomfy_async._sink",
     "runcomfy_async._errors",
-    "runcomfy_async._fanout",
+    "runcomfy_async._batch",
     "runcomfy_async._files",
     "runcomfy_async._items",
     "runcomfy_async._inputs",
@@ -148,7 +148,7 @@ def test_client_repr_hides_a_key_from_the_environment(monkeypatch: pytest.Monkey
 def test_the_key_cannot_be_pickled_along_with_a_client() -> None:
     client = rc.Client(api_key=CANARY, base_url="https://model-api.runcomfy.net")
     with pytest.raises(TypeError):
-        pickle.dumps(client._transport._key)
+        pickle.dumps(client._runtime.transport._key)
 
 
 def test_configuration_errors_do_not_echo_a_bad_key() -> None:

@@ -528,6 +528,6 @@ def test_submit_body_needs_a_request_id() -> None:
 
 def test_every_answer_struct_carries_the_error_fields() -> None:
     for cls in (SubmitBody, StatusBody, ResultBody, CancelBody, ModelBody, ErrorBody):
-        assert issubclass(cls, _wire._Body)
+        assert issubclass(cls, _wire.Body)
         names = {f.name for f in msgspec.structs.fields(cls)}
         assert {"error_code", "error_message", "message", "detail"} <= names
