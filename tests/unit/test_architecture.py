@@ -186,7 +186,7 @@ STILL_OVER = {
     "runcomfy_async._pgjournal": 535,
     "runcomfy_async._schema": 467,
     "runcomfy_async._sync": 490,
-    "runcomfy_async._transport": 447,
+    "runcomfy_async._transport": 407,
     "runcomfy_async._wire": 427,
 }
 
