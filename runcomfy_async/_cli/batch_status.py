@@ -4,18 +4,36 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .._journals import is_postgres
-from .batch import read_rows
 from .manifest import word, write_manifest
 from .output import CommandError, usd, writable_folder
 
-__all__ = ["run_batch_status"]
+__all__ = ["add_shared_batch", "run_batch_status"]
+
+
+def add_shared_batch(add: Callable[..., argparse.ArgumentParser], batch: Any) -> None:
+    """`runcomfy batch`'s --journal F|URL and --batch NAME, and the batch-status command."""
+    batch.add_argument(
+        "--journal",
+        metavar="F|URL",
+        help="default: DIR/journal.sqlite; postgresql://... shares the batch (with --batch)",
+    )
+    batch.add_argument("--batch", metavar="NAME", help="the shared batch of a postgresql journal")
+    status = add("batch-status", help="a batch's progress and manifest, from its journal alone")
+    status.add_argument("--journal", required=True, metavar="F|URL", help="as for batch")
+    status.add_argument("--batch", metavar="NAME", help="the shared batch of a postgresql journal")
+    status.add_argument("--manifest", metavar="PATH", help="write the manifest (JSON lines) here")
+    status.set_defaults(simulate=False, base_url=None, api_key_file=None)  # needs no key
 
 
 async def run_batch_status(args: argparse.Namespace) -> int:
     """Print where every input of the batch stands; write the manifest (--manifest)."""
+    from .batch import read_rows  # the batch command's module, only when it runs
+
     journal: Path | str = args.journal
     where = args.journal
     workers: list[tuple[str, int, bool]] = []

@@ -20,6 +20,7 @@ from .._client import Client
 from .._config import KEY_ENV_VARS, Secret
 from .._errors import InvalidInputError, NotFoundError, RunComfyError, UnknownModelError
 from .._inputs import encode_inputs
+from .batch_status import add_shared_batch, run_batch_status
 from .inputs import input_schema_of, parse_inputs
 from .models import describe_model, list_models
 from .output import (
@@ -125,12 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --out URL: the folder of journal, manifest and gallery "
         "(default: runcomfy-state/BUCKET/PREFIX)",
     )
-    batch.add_argument(
-        "--journal",
-        metavar="F|URL",
-        help="default: DIR/journal.sqlite; postgresql://... shares the batch (with --batch)",
-    )
-    batch.add_argument("--batch", metavar="NAME", help="the shared batch of a postgresql journal")
+    add_shared_batch(add, batch)  # --journal F|URL, --batch NAME; the batch-status command
     batch.add_argument("--max-in-flight", type=_positive_int, default=32, metavar="N")
     batch.add_argument("--max-cost", type=float, metavar="USD", help="refuse to start above")
     batch.add_argument(
@@ -151,11 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="skip fetching file inputs' headers to check the model's media rules first",
     )
-    status = add("batch-status", help="a batch's progress and manifest, from its journal alone")
-    status.add_argument("--journal", required=True, metavar="F|URL", help="as for batch")
-    status.add_argument("--batch", metavar="NAME", help="the shared batch of a postgresql journal")
-    status.add_argument("--manifest", metavar="PATH", help="write the manifest (JSON lines) here")
-    status.set_defaults(simulate=False, base_url=None, api_key_file=None)  # needs no key
     models = add("models", help="model catalog").add_subparsers(
         dest="models_command", metavar="COMMAND", required=True
     )
@@ -351,12 +342,6 @@ async def cmd_batch(args: argparse.Namespace) -> int:
     return await run_batch(args, args.argv, open_client)
 
 
-async def cmd_batch_status(args: argparse.Namespace) -> int:
-    from .batch_status import run_batch_status
-
-    return await run_batch_status(args)
-
-
 COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "run": cmd_run,
     "submit": cmd_submit,
@@ -365,7 +350,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "wait": cmd_wait,
     "cancel": cmd_cancel,
     "batch": cmd_batch,
-    "batch-status": cmd_batch_status,
+    "batch-status": run_batch_status,
     "models": cmd_models,
 }
 
@@ -417,8 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.simulate and args.base_url:
             raise CommandError("--simulate and --base-url exclude each other")
-        # a Secret: its repr never shows the key (batch-status reads a journal, no API)
-        args.api_key = None if args.command == "batch-status" else read_key(args)
+        args.api_key = None if args.command == "batch-status" else read_key(args)  # a Secret
         return asyncio.run(COMMANDS[args.command](args))
     except KeyboardInterrupt:  # before a command's own Ctrl-C handling (e.g. mid-submit)
         if args.command in ("run", "submit") and not args.simulate:
