@@ -122,6 +122,7 @@ class Engine:
             options = core.options
             core.journal = await open_journal(
                 options.journal,
+                batch=options.batch,
                 max_in_flight=options.max_in_flight,
                 saves_files=options.download_to is not None,
             )

@@ -40,7 +40,11 @@ class Tracking:
         core = self.core
         job.request_id = rid = request.request_id
         if core.closed:  # the batch ended while this submit was in flight
-            core.runtime.spawn(lambda: self.release(rid, None, job, tell=False))
+            if core.journal.durable:  # its cancel is journaled before the journal closes
+                core.writing()
+                core.runtime.spawn(lambda: self._release_late(rid, job))
+            else:
+                core.runtime.spawn(lambda: self.release(rid, None, job, tell=False))
             return
         core.move(job, "submitted", None)
         tracker = core.runtime.tracker(request, deadline=None)
@@ -93,6 +97,14 @@ class Tracking:
             self.core.broke_tracked(job, "recording its outcome", exc)
         else:
             self._settle_now(job, tracker)
+        finally:
+            self.core.written()
+            if self.core.phase is Phase.WOUND_UP:
+                await self.core.close_journal()
+
+    async def _release_late(self, rid: str, job: Job) -> None:
+        try:
+            await self.release(rid, None, job, tell=False)
         finally:
             self.core.written()
             if self.core.phase is Phase.WOUND_UP:

@@ -324,6 +324,7 @@ class Client:
         key: Callable[[Any], Hashable] | None = None,
         on_change: Callable[[Change], None] | None = None,
         journal: str | os.PathLike[str] | None = None,
+        batch: str | None = None,
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
         download_to: str | os.PathLike[str] | None = None,
@@ -355,6 +356,10 @@ class Client:
         inputs, so a reordered input file resumes correctly; the k-th repeat of the same
         inputs is an input of its own. The journal's folder is created; one run at a time
         holds it (another raises JournalBusyError, from `await batch.open()` or `async with`).
+        A `postgresql://user@host/db` journal with `batch="NAME"` is shared instead: any
+        number of processes on any hosts run the same inputs as batch NAME, each input is
+        submitted once across all of them, and `max_in_flight` counts the requests of every
+        worker of the batch (see the README, "One batch on many machines").
 
         With `download_to` (a directory), each success's outputs are downloaded as it
         arrives, before its item is yielded (`item.files`; see download()), and recorded with
@@ -374,6 +379,7 @@ class Client:
             key=key,
             on_change=on_change,
             journal=journal,
+            batch=batch,
             resubmit_unknown=resubmit_unknown,
             retry_failed=retry_failed,
             download_to=download_to,

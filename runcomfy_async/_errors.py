@@ -26,7 +26,8 @@
     ├── DownloadError                           an output file was refused or could not be saved
     └── UploadError                             a local file input could not be uploaded
 
-Messages never contain the API key.
+Messages never contain the API key. error_class() is the one table from an HTTP status and
+RunComfy's error_code to the class of the error.
 """
 
 from __future__ import annotations
@@ -295,3 +296,38 @@ class DownloadError(RunComfyError):
 class UploadError(RunComfyError):
     """A local file input could not be uploaded to the client's `uploads` store; the submit
     that needed it was not sent."""
+
+
+# ---------------------------------------------------------------- which class an answer is
+
+_BY_ERROR_CODE: dict[int | str, type[APIError]] = {
+    400001: BadRequestError,
+    400002: InsufficientBalanceError,
+    400004: AuthenticationError,
+    400005: ResultNotReadyError,
+    403001: PermissionDeniedError,
+    404001: NotFoundError,
+}
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: InsufficientBalanceError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: ServerError,
+    422: BadRequestError,
+    429: RateLimitError,
+}
+
+
+def error_class(status_code: int, error_code: int | str | None) -> type[APIError]:
+    """The exception class for an error answer (the one table, tested row by row)."""
+    if error_code is not None and error_code in _BY_ERROR_CODE:
+        return _BY_ERROR_CODE[error_code]
+    if status_code in _BY_STATUS:
+        return _BY_STATUS[status_code]
+    if status_code >= 500:
+        return ServerError
+    if 400 <= status_code < 500:
+        return BadRequestError
+    return APIError

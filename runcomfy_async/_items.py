@@ -34,6 +34,7 @@ class MapOptions:
     key: Callable[[Any], Hashable] | None = None
     on_change: Callable[[Change], None] | None = None
     journal: str | os.PathLike[str] | None = None
+    batch: str | None = None  # a shared postgresql:// journal's batch name
     resubmit_unknown: bool = False
     retry_failed: bool = False
     download_to: str | os.PathLike[str] | None = None

@@ -172,8 +172,9 @@ async def open_journal(
     """The journal a batch writes to: none (NullJournal), a SQLite file (a path), or a
     PostgreSQL database (a `postgresql://` or `postgres://` URL, with the `[postgres]` extra:
     `runcomfy_async._pgjournal.open_journal(spec, batch)` is awaited for it; `batch` names
-    the batch there, `max_in_flight` its cap across all workers, `saves_files` whether this
-    run saves outputs; none means anything to a SQLite file, which one run holds).
+    the batch there, and is refused for a SQLite file, which holds one batch).
+    The shared batch is joined with `max_in_flight` as the cap across all its workers;
+    `saves_files`: this run downloads its outputs.
 
     Raises ConfigurationError for a journal that cannot be used, JournalBusyError when
     another run holds it.
@@ -192,6 +193,11 @@ async def open_journal(
             spec, batch, max_in_flight=max_in_flight, saves_files=saves_files
         )
         return journal
+    if batch is not None:
+        raise ConfigurationError(
+            "batch= names a batch of a shared postgresql:// journal; a SQLite journal "
+            "file holds one batch: leave batch out, or use a postgresql:// journal"
+        )
     return Journal(spec)
 
 

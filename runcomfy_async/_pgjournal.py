@@ -9,33 +9,33 @@ driver (see benchmarks/bench_journal.py).
 
 Every worker reads the same inputs and claims each input by key, as with SQLite, so every
 rule of the SQLite journal holds unchanged (resume, replay, retry_failed, mismatch refusal).
+(Loading the inputs into the database once for workers to pull would suit SKIP LOCKED
+best, with no waits; but the engine, its input checks and file names, and the refusal of
+an edited input file would then differ between the two journals.)
 A claim is one short transaction: the input's row `FOR UPDATE SKIP LOCKED` (a row another
 worker is claiming right now is skipped, not waited on), then, to submit, one free slot of
 the batch's `max_in_flight` slots `FOR UPDATE SKIP LOCKED`: the account-wide cap is the
 slots table, held from `sending` until the request ends, across all workers. An input
 another live worker holds is waited for (polled) until it ends: the waiting worker then
 replays its outcome. Workers hold a lease (renewed every third of it); once a worker's
-lease has expired, its `sending` rows become `unknown` (never resent without
-`resubmit_unknown`), its `tracked` rows are taken over and re-attached by request_id, and a
-success whose files it had not saved is saved by whoever claims it next.
+lease has expired (or at once, for a process of this host that is gone), its `sending`
+rows become `unknown` (never resent without `resubmit_unknown`; the slot stays taken for
+one lease, as the job may run), its `tracked` rows are taken over and re-attached by
+request_id, and a success whose files it had not saved is saved by whoever claims it next.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
-import logging
-import os
 import random
-import socket
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
-from ._errors import ConfigurationError, JournalMismatchError
+from ._errors import JournalMismatchError
 from ._journal import (
     Entry,
     JournalRow,
@@ -47,25 +47,22 @@ from ._journal import (
     samples_of,
     will_submit,
 )
+from ._pglink import Link, gone
 from ._pgschema import (
     check_batch,
     driver,
-    is_postgres,
-    migrate,
     redact,
-    scrub,
+    release_slot,
+    select_counts,
+    select_in_flight,
     select_rows,
-    split_spec,
+    select_workers,
+    take_slot,
 )
 
-if TYPE_CHECKING:
-    import psycopg
+__all__ = ["PgJournal", "open_journal", "read_pg_journal", "redact"]
 
-__all__ = ["PgJournal", "is_postgres", "open_journal", "read_pg_journal", "redact"]
 
-logger = logging.getLogger("runcomfy_async")
-
-_POOL = 4  # connections of a worker
 _POLL = (0.02, 0.5)  # seconds between two looks at a row another worker holds (min, max)
 
 
@@ -73,9 +70,9 @@ class _Wait(Exception):
     """The claim cannot be settled now: look again later (the transaction is undone).
     `soon`: the row is in another worker's claim transaction, over in a millisecond."""
 
-    def __init__(self, *, soon: bool = False) -> None:
+    def __init__(self, *, soon: bool = False, slot: bool = False) -> None:
         super().__init__()
-        self.soon = soon
+        self.soon, self.slot = soon, slot
 
 
 class PgJournal:
@@ -87,94 +84,30 @@ class PgJournal:
         self._psycopg = driver()
         self.batch = check_batch(batch)
         self.path = redact(spec)  # what messages name
-        self._dsn, self.lease = split_spec(spec)
-        self._password = self._psycopg.conninfo.conninfo_to_dict(self._dsn).get("password")
         self.worker = uuid.uuid4().hex
-        self._db: psycopg.AsyncConnection[Any] | None = None  # the first of the pool
-        self._pool: list[psycopg.AsyncConnection[Any]] = []
-        self._idle: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
-        self._heartbeat: asyncio.Task[None] | None = None
+        self._link = Link(self._psycopg, spec, self.batch, self.worker)
         self._seen: set[str] = set()  # keys this worker has claimed: a repeat is a duplicate
         self._cap: int | None = None  # max_in_flight across the batch (join())
         self._saves_files = False  # this worker downloads outputs (join())
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"PgJournal({self.path!r}, batch={self.batch!r})"
 
-    # ------------------------------------------------------------------ connection, lease
+    @property
+    def lease(self) -> float:
+        """Seconds this worker's claims outlive its last heartbeat."""
+        return self._link.lease
 
     async def connect(self, *, lease: bool = True) -> None:
         """Connect, create or migrate the schema, and start this worker's lease (`lease`)."""
-        if self._db is not None:
-            return
-        if self._closed:
-            raise ConfigurationError(f"the batch journal {self.path} is closed")
-        try:
-            self._db = await self._psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
-            self._pool.append(self._db)
-            await migrate(self._db, self.path)
-            for _ in range(_POOL - 1 if lease else 0):  # commits of concurrent claims overlap
-                self._pool.append(
-                    await self._psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
-                )
-            for db in self._pool:
-                self._idle.put_nowait(db)
-            if not lease:
-                return
-            await self._db.execute(
-                "INSERT INTO runcomfy_workers (batch, worker, host, pid, expires_at) VALUES "
-                "(%s, %s, %s, %s, now() + make_interval(secs => %s))",
-                (self.batch, self.worker, socket.gethostname(), os.getpid(), self.lease),
-            )
-        except self._psycopg.Error as exc:
-            await self._drop()
-            raise ConfigurationError(
-                f"the batch journal {self.path} cannot be used: {self._text(exc)}"
-            ) from None
-        except BaseException:
-            await self._drop()
-            raise
-        self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+        await self._link.connect(lease=lease)
 
-    async def _beat(self) -> None:
-        """Renew the lease every third of it, for as long as the journal is open."""
-        while True:
-            await anyio.sleep(self.lease / 3)
-            try:
-                async with self._use() as db:
-                    await db.execute(
-                        "INSERT INTO runcomfy_workers (batch, worker, host, pid, expires_at) "
-                        "VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s)) "
-                        "ON CONFLICT (batch, worker) DO UPDATE SET expires_at = "
-                        "excluded.expires_at",
-                        (self.batch, self.worker, socket.gethostname(), os.getpid(), self.lease),
-                    )
-            except self._psycopg.Error as exc:  # tried again at the next beat
-                logger.warning(
-                    "batch journal %s: lease not renewed: %s", self.path, self._text(exc)
-                )
+    async def close(self) -> None:
+        """End the lease (other workers take over what this one still holds) and disconnect."""
+        await self._link.close()
 
-    @contextlib.asynccontextmanager
-    async def _use(self) -> AsyncIterator[Any]:
-        """One connection of the pool, for one statement or one transaction."""
-        if self._db is None:
-            raise ConfigurationError(f"the batch journal {self.path} is closed")
-        db = await self._idle.get()
-        try:
-            yield db
-        finally:
-            self._idle.put_nowait(db)
-
-    def _text(self, exc: BaseException) -> str:
-        return scrub(str(exc).strip() or type(exc).__name__, self._password)
-
-    async def _drop(self) -> None:
-        for db in self._pool:
-            with contextlib.suppress(Exception):
-                await db.close()
-        self._pool.clear()
-        self._db = None
+    def _use(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self._link.use()
 
     async def join(self, *, max_in_flight: int, saves_files: bool) -> None:
         """Take part in the batch: `max_in_flight` is the cap across all its workers (the
@@ -187,24 +120,6 @@ class PgJournal:
                 "ON CONFLICT DO NOTHING",
                 (self.batch, max_in_flight),
             )
-
-    async def close(self) -> None:
-        """End the lease (other workers take over what this one still holds) and disconnect."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._heartbeat
-        if self._db is not None:
-            with anyio.CancelScope(shield=True), contextlib.suppress(self._psycopg.Error):
-                async with self._use() as db:
-                    await db.execute(
-                        "DELETE FROM runcomfy_workers WHERE batch=%s AND worker=%s",
-                        (self.batch, self.worker),
-                    )
-            await self._drop()
 
     # ------------------------------------------------------------------ the claim
 
@@ -225,27 +140,23 @@ class PgJournal:
         await self.connect()
         inputs = canonical(body).decode()
         digest = hashlib.sha256(f"{model_id}\0{inputs}".encode()).hexdigest()
-        duplicate = key in self._seen
-        self._seen.add(key)
         delay = _POLL[0]
         while True:
             try:
                 async with self._use() as db:
-                    return await self._claim_once(
+                    row = await self._claim_once(
                         db,
-                        key, index, line, model_id, inputs, digest, duplicate,
+                        key, index, line, model_id, inputs, digest, key in self._seen,
                         retry_failed=retry_failed, resubmit_unknown=resubmit_unknown,
                     )  # fmt: skip
+                self._seen.add(key)  # claimed: read again in this run, it is a duplicate
+                return row
             except _Wait as wait:
                 if wait.soon:
                     await anyio.sleep(random.uniform(0.001, 0.005))
                     continue
                 await anyio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, _POLL[1])
-            except self._psycopg.Error as exc:
-                raise ConfigurationError(
-                    f"the batch journal {self.path}: {self._text(exc)}"
-                ) from None
 
     async def _claim_once(
         self,
@@ -264,11 +175,11 @@ class PgJournal:
         async with db.transaction():
             found = await (
                 await db.execute(
-                    "SELECT input_hash, state, owner, request_id, outputs, error, cost, model_id,"
-                    " files, attempts, owner IS NOT NULL AND owner <> %s AND EXISTS (SELECT 1"
-                    " FROM runcomfy_workers w WHERE w.batch = i.batch AND w.worker = i.owner"
-                    " AND w.expires_at > now()) FROM runcomfy_items i"
-                    " WHERE batch=%s AND key=%s FOR UPDATE SKIP LOCKED",
+                    "SELECT i.input_hash, i.state, i.owner, i.request_id, i.outputs, i.error,"
+                    " i.cost, i.model_id, i.files, i.attempts, i.owner <> %s"
+                    " AND w.expires_at > now(), w.host, w.pid FROM runcomfy_items i"
+                    " LEFT JOIN runcomfy_workers w ON w.batch = i.batch AND w.worker = i.owner"
+                    " WHERE i.batch=%s AND i.key=%s FOR UPDATE OF i SKIP LOCKED",
                     (self.worker, self.batch, key),
                 )
             ).fetchone()
@@ -283,18 +194,19 @@ class PgJournal:
                 ).fetchone()
                 if inserted is None:  # another worker is claiming it this very moment
                     raise _Wait(soon=True)
-                found = (digest, "new", None, None, None, None, None, model_id, None, None, False)
+                found = (digest, "new", None, None, None, None, None, model_id, None, None)
+                found += (False, None, None)
             input_hash, state_text, owner, rid, outputs, error, cost, old_model, files, tried = (
                 found[:10]
             )
-            held_elsewhere = bool(found[10])
+            held_elsewhere = bool(found[10]) and not gone(found[11], found[12])
             if input_hash != digest:
                 raise JournalMismatchError(
                     f"batch {self.batch!r} in {self.path} is another batch: key {key!r} was "
                     f"{old_model} with other inputs; use a new batch name, or the same inputs"
                 )
             state = Entry(state_text)
-            if duplicate:
+            if duplicate or owner == self.worker:  # read twice in this run
                 return Row(key, state, rid, None, None, cost, None, duplicate=True)
             if held_elsewhere and not state.finished:
                 raise _Wait  # a live worker sends or tracks it: its outcome is awaited
@@ -304,7 +216,7 @@ class PgJournal:
             if lapsed and state is Entry.SENDING:  # its sender died before the answer
                 state = Entry.UNKNOWN
                 error = dump("the worker that sent it stopped before its answer was recorded")
-                await self._release(db, key)
+                await self._release(db, key, hold=True)
                 await db.execute(
                     "UPDATE runcomfy_items SET state='unknown', owner=NULL, error=%s"
                     " WHERE batch=%s AND key=%s",
@@ -353,36 +265,21 @@ class PgJournal:
 
     async def _take_slot(self, db: Any, key: str) -> None:
         """Hold one of the batch's `max_in_flight` slots for `key`, or wait (_Wait)."""
-        if self._cap is None:
-            return
-        free = await (
-            await db.execute(
-                "SELECT n FROM runcomfy_slots WHERE batch=%s AND key IS NULL AND n < %s"
-                " ORDER BY n LIMIT 1 FOR UPDATE SKIP LOCKED",
-                (self.batch, self._cap),
-            )
-        ).fetchone()
-        if free is None:
-            raise _Wait  # the whole batch has max_in_flight requests out
-        await db.execute(
-            "UPDATE runcomfy_slots SET key=%s WHERE batch=%s AND n=%s", (key, self.batch, free[0])
-        )
+        if self._cap is not None and not await take_slot(db, self.batch, key, self._cap):
+            raise _Wait(slot=True)  # the whole batch has max_in_flight requests out
 
-    async def _release(self, db: Any, key: str) -> None:
-        await db.execute(
-            "UPDATE runcomfy_slots SET key=NULL WHERE batch=%s AND key=%s", (self.batch, key)
-        )
+    async def _release(self, db: Any, key: str, *, hold: bool = False) -> None:
+        """Let go of `key`'s slot; with `hold` (an unknown outcome: its job may exist and
+        run), it is free again only after one lease."""
+        await release_slot(db, self.batch, key, self.lease if hold else None)
 
-    # ------------------------------------------------------------------ what happens next
-
-    async def _write(self, key: str, sql: str, values: tuple[Any, ...], *, free: bool) -> None:
-        try:
-            async with self._use() as db, db.transaction():
-                await db.execute(sql, (*values, self.batch, key))
-                if free:
-                    await self._release(db, key)
-        except self._psycopg.Error as exc:
-            raise ConfigurationError(f"the batch journal {self.path}: {self._text(exc)}") from None
+    async def _write(
+        self, key: str, sql: str, values: tuple[Any, ...], *, free: bool, hold: bool = False
+    ) -> None:
+        async with self._use() as db, db.transaction():
+            await db.execute(sql, (*values, self.batch, key))
+            if free:
+                await self._release(db, key, hold=hold)
 
     async def tracked(self, key: str, request_id: str) -> None:
         # Written whoever holds the row now: a request_id is never thrown away.
@@ -401,6 +298,7 @@ class PgJournal:
             " WHERE batch=%s AND key=%s",
             (dump(error),),
             free=True,
+            hold=True,  # its job may exist: the slot stays taken for one lease
         )
 
     async def rejected(self, key: str, error: str) -> None:
@@ -468,11 +366,7 @@ class PgJournal:
     async def counts(self) -> dict[str, int]:
         """How many inputs of the batch stand in each state."""
         async with self._use() as db:
-            cursor = await db.execute(
-                "SELECT state, COUNT(*) FROM runcomfy_items WHERE batch=%s GROUP BY state",
-                (self.batch,),
-            )
-            return {state: count for state, count in await cursor.fetchall()}
+            return await select_counts(db, self.batch)
 
     async def rows(self) -> AsyncIterator[JournalRow]:
         """Every input of the batch, in input order."""
@@ -485,22 +379,12 @@ class PgJournal:
     async def workers(self) -> list[tuple[str, int, bool]]:
         """The batch's workers: host, pid, whether their lease is live."""
         async with self._use() as db:
-            cursor = await db.execute(
-                "SELECT host, pid, expires_at > now() FROM runcomfy_workers WHERE batch=%s"
-                " ORDER BY started_at",
-                (self.batch,),
-            )
-            return [(host, pid, bool(live)) for host, pid, live in await cursor.fetchall()]
+            return await select_workers(db, self.batch)
 
     async def in_flight(self) -> int:
         """Slots held across the batch: requests being sent or tracked by any worker."""
         async with self._use() as db:
-            cursor = await db.execute(
-                "SELECT COUNT(*) FROM runcomfy_slots WHERE batch=%s AND key IS NOT NULL",
-                (self.batch,),
-            )
-            found = await cursor.fetchone()
-            return int(found[0]) if found else 0
+            return await select_in_flight(db, self.batch)
 
 
 async def open_journal(

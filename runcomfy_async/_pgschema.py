@@ -8,7 +8,17 @@ from typing import Any
 from ._errors import ConfigurationError
 from ._journal import JournalRow, journal_row
 
-__all__ = ["VERSION", "is_postgres", "migrate", "redact", "select_rows"]
+__all__ = [
+    "VERSION",
+    "migrate",
+    "redact",
+    "release_slot",
+    "select_counts",
+    "select_in_flight",
+    "select_rows",
+    "select_workers",
+    "take_slot",
+]
 
 EXTRA = "postgres"
 DEFAULT_LEASE = 30.0  # seconds a worker's claims outlive its last heartbeat
@@ -38,14 +48,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " batch TEXT NOT NULL, model_id TEXT NOT NULL, samples TEXT NOT NULL,"
         " updated_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (batch, model_id))",
     ),
+    # 3: the slot of an unknown outcome stays taken until `free_at` (its job may be running).
+    ("ALTER TABLE runcomfy_slots ADD COLUMN free_at TIMESTAMPTZ",),
 )
 VERSION = len(_MIGRATIONS)
 _LOCK_ID = 0x52434A4E  # pg_advisory_xact_lock key of the migrations ("RCJN")
-
-
-def is_postgres(spec: object) -> bool:
-    """Whether a journal spec names a PostgreSQL database rather than a SQLite file."""
-    return isinstance(spec, str) and spec.startswith(("postgresql://", "postgres://"))
 
 
 def redact(spec: str) -> str:
@@ -143,3 +150,63 @@ async def select_rows(db: Any, batch: str) -> list[JournalRow]:
         (batch,),
     )
     return [journal_row(record) for record in await cursor.fetchall()]
+
+
+async def select_counts(db: Any, batch: str) -> dict[str, int]:
+    """How many inputs of the batch stand in each state."""
+    cursor = await db.execute(
+        "SELECT state, COUNT(*) FROM runcomfy_items WHERE batch=%s AND state <> 'new'"
+        " GROUP BY state",
+        (batch,),
+    )
+    return {state: count for state, count in await cursor.fetchall()}
+
+
+async def select_workers(db: Any, batch: str) -> list[tuple[str, int, bool]]:
+    """The batch's workers: host, pid, whether their lease is live (database time)."""
+    cursor = await db.execute(
+        "SELECT host, pid, expires_at > now() FROM runcomfy_workers WHERE batch=%s"
+        " ORDER BY started_at",
+        (batch,),
+    )
+    return [(host, pid, bool(live)) for host, pid, live in await cursor.fetchall()]
+
+
+async def select_in_flight(db: Any, batch: str) -> int:
+    """Slots taken across the batch: requests being sent or tracked by any worker, and
+    unknown outcomes of the last lease (their jobs may be running)."""
+    cursor = await db.execute(
+        "SELECT COUNT(*) FROM runcomfy_slots WHERE batch=%s"
+        " AND (key IS NOT NULL OR free_at > now())",
+        (batch,),
+    )
+    found = await cursor.fetchone()
+    return int(found[0]) if found else 0
+
+
+async def take_slot(db: Any, batch: str, key: str, cap: int) -> bool:
+    """Give `key` one of the batch's free slots below `cap` (in the caller's transaction);
+    False when every one is taken (or held for an unknown outcome)."""
+    free = await (
+        await db.execute(
+            "SELECT n FROM runcomfy_slots WHERE batch=%s AND key IS NULL AND n < %s"
+            " AND (free_at IS NULL OR free_at <= now())"
+            " ORDER BY n LIMIT 1 FOR UPDATE SKIP LOCKED",
+            (batch, cap),
+        )
+    ).fetchone()
+    if free is None:
+        return False
+    await db.execute(
+        "UPDATE runcomfy_slots SET key=%s WHERE batch=%s AND n=%s", (key, batch, free[0])
+    )
+    return True
+
+
+async def release_slot(db: Any, batch: str, key: str, hold: float | None) -> None:
+    """Free `key`'s slot, at once or (`hold` seconds) later."""
+    await db.execute(
+        "UPDATE runcomfy_slots SET key=NULL, free_at=CASE WHEN %s"
+        " THEN now() + make_interval(secs => %s) END WHERE batch=%s AND key=%s",
+        (hold is not None, hold or 0.0, batch, key),
+    )

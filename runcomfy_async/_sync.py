@@ -380,6 +380,7 @@ class SyncClient:
         key: Callable[[Any], Hashable] | None = None,
         on_change: Callable[[Change], None] | None = None,
         journal: str | os.PathLike[str] | None = None,
+        batch: str | None = None,
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
         download_to: str | os.PathLike[str] | None = None,
@@ -389,7 +390,7 @@ class SyncClient:
     ) -> BlockingBatch:
         """Blocking `Client.map`: a plain iterator of Items in completion order (see there).
         Leaving early (`with`, `close()`, a dropped iterator, Ctrl-C) cancels what it queued."""
-        batch = self._running_portal().call(
+        running = self._running_portal().call(
             functools.partial(
                 self._client.map,
                 inputs,
@@ -399,6 +400,7 @@ class SyncClient:
                 key=key,
                 on_change=on_change,
                 journal=journal,
+                batch=batch,
                 resubmit_unknown=resubmit_unknown,
                 retry_failed=retry_failed,
                 download_to=download_to,
@@ -407,7 +409,7 @@ class SyncClient:
                 preflight=preflight,
             )
         )
-        return BlockingBatch(self, batch)
+        return BlockingBatch(self, running)
 
     @overload
     def as_completed(

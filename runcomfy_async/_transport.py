@@ -16,19 +16,12 @@ from . import _wire
 from ._config import Secret, Timeouts
 from ._errors import (
     APIError,
-    AuthenticationError,
-    BadRequestError,
-    InsufficientBalanceError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    ResultNotReadyError,
     RunComfyError,
-    ServerError,
     SubmissionUnknownError,
     TransportError,
     TransportTimeoutError,
     UnexpectedResponseError,
+    error_class,
 )
 from ._limiter import AdaptiveRate, RateLimiter
 from ._retry import (
@@ -52,39 +45,6 @@ T = TypeVar("T", bound=_wire.Body)
 
 
 # RunComfy's error_code picks the class first; the HTTP status decides when there is none.
-_BY_ERROR_CODE: dict[int | str, type[APIError]] = {
-    400001: BadRequestError,
-    400002: InsufficientBalanceError,
-    400004: AuthenticationError,
-    400005: ResultNotReadyError,
-    403001: PermissionDeniedError,
-    404001: NotFoundError,
-}
-_BY_STATUS: dict[int, type[APIError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    402: InsufficientBalanceError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    408: ServerError,
-    422: BadRequestError,
-    429: RateLimitError,
-}
-
-
-def error_class(status_code: int, error_code: int | str | None) -> type[APIError]:
-    """The exception class for an error answer (the one table, tested row by row)."""
-    if error_code is not None and error_code in _BY_ERROR_CODE:
-        return _BY_ERROR_CODE[error_code]
-    if status_code in _BY_STATUS:
-        return _BY_STATUS[status_code]
-    if status_code >= 500:
-        return ServerError
-    if 400 <= status_code < 500:
-        return BadRequestError
-    return APIError
-
-
 def api_error(
     status_code: int,
     body: _wire.Body | None,

@@ -125,3 +125,41 @@ def pg_server() -> Iterator[Any]:
 
     with running() as server:
         yield server
+
+
+class JournalBackend:
+    """Where a parametrised test's batch journal lives: a SQLite file or a PostgreSQL batch.
+    `options` go to client.map(); `rows()` reads what the journal holds, from outside."""
+
+    def __init__(self, kind: str, spec: str, batch: str | None) -> None:
+        self.kind, self.spec, self.batch = kind, spec, batch
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"journal": self.spec, "batch": self.batch}
+
+    async def rows(self) -> list[Any]:
+        if self.batch is None:
+            from runcomfy_async import read_journal
+
+            return read_journal(self.spec)
+        from runcomfy_async._pgjournal import read_pg_journal
+
+        return await read_pg_journal(self.spec, self.batch)
+
+    async def states(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for row in await self.rows():
+            found[str(row.state)] = found.get(str(row.state), 0) + 1
+        return found
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal(request: pytest.FixtureRequest, tmp_path: Any) -> JournalBackend:
+    """The journal of a test that holds for both backends (the same test, run twice)."""
+    if request.param == "sqlite":
+        return JournalBackend("sqlite", str(tmp_path / "batch.sqlite"), None)
+    import uuid
+
+    server = request.getfixturevalue("pg_server")
+    return JournalBackend("postgresql", server.dsn(), f"test-{uuid.uuid4().hex[:12]}")

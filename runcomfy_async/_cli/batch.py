@@ -21,7 +21,7 @@ from .._files import from_json
 from .._inputs import encode_inputs
 from .._items import Numbered
 from .._journal import Entry, JournalRow, Keys, read_journal, will_submit
-from .._journals import open_journal
+from .._journals import is_postgres, open_journal
 from .._store import is_store_url, open_store
 from .._wire import ModelInfo
 from .gallery import write_gallery
@@ -248,6 +248,31 @@ async def _forget_lost_simulator(journal: Path, rows: list[JournalRow]) -> list[
     return read_journal(journal)
 
 
+async def read_rows(journal: Path | str, batch: str | None) -> list[JournalRow]:
+    """What a journal holds: a SQLite file, or batch `batch` of a postgresql:// journal."""
+    if isinstance(journal, str):
+        from .._pgjournal import read_pg_journal
+
+        return await read_pg_journal(journal, batch)
+    return read_journal(journal)
+
+
+def journal_spec(args: argparse.Namespace, out: Path) -> Path | str:
+    """--journal as the batch takes it: a postgresql:// URL (with --batch NAME), or a file."""
+    if args.journal and is_postgres(args.journal):
+        if not args.batch:
+            raise CommandError("a postgresql:// --journal needs --batch NAME (the shared batch)")
+        if args.simulate:
+            raise CommandError(
+                "--simulate runs a simulator inside this process: a shared postgresql:// "
+                "batch needs one service for all its workers (--base-url)"
+            )
+        return str(args.journal)
+    if args.batch:
+        raise CommandError("--batch NAME names a batch of a postgresql:// --journal")
+    return Path(args.journal) if args.journal else out / "journal.sqlite"
+
+
 async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: OpenClient) -> int:
     """Run `runcomfy batch`; the exit status."""
     source_path = Path(args.file)
@@ -259,10 +284,16 @@ async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: 
         warn(f"outputs go to {args.out}; journal, manifest and gallery to {out}")
     else:
         out = download_to = _prepare(source_path, Path(args.out))
-    journal = Path(args.journal) if args.journal else out / "journal.sqlite"
+    journal = journal_spec(args, out)
+    shown: Path | str = journal
+    if isinstance(journal, str):
+        from .._pgjournal import redact
+
+        shown = f"{redact(journal)} (batch {args.batch})"
     manifest = out / "manifest.jsonl"
-    rows = read_journal(journal)  # an unusable journal is refused before anything else
-    if args.simulate:
+    # an unusable journal is refused before anything else
+    rows = await read_rows(journal, args.batch)
+    if args.simulate and isinstance(journal, Path):
         rows = await _forget_lost_simulator(journal, rows)
     done_before = {row.key for row in rows if row.state.finished}
     spent = sum(row.spent for row in rows)
@@ -287,6 +318,7 @@ async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: 
             max_in_flight=args.max_in_flight,
             timeout=args.timeout,
             journal=journal,
+            batch=args.batch,
             resubmit_unknown=args.resubmit_unknown,
             retry_failed=args.retry_failed,
             download_to=download_to,
@@ -311,14 +343,14 @@ async def run_batch(args: argparse.Namespace, argv: Sequence[str], open_client: 
                 display.finish(batch.progress)
                 with anyio.CancelScope(shield=True):  # also when entering it failed
                     await batch.aclose()
-                final = read_journal(journal)
+                final = await read_rows(journal, args.batch)
                 write_manifest(manifest, final, plan.skipped, resumed=done_before)
                 gallery = write_gallery(
                     out, manifest, model_id=args.model_id, wall=time.monotonic() - started
                 )
         finished_early = tally.done
         tally.settle(plan.keys, {row.key: word(row) for row in final})
-        print_summary(tally, len(plan.skipped), time.monotonic() - started, out, manifest, journal)
+        print_summary(tally, len(plan.skipped), time.monotonic() - started, out, manifest, shown)
         print(f"  gallery: {gallery}", flush=True)
         if interrupts.count:
             warn(

@@ -20,6 +20,7 @@ from .._client import Client
 from .._config import KEY_ENV_VARS, Secret
 from .._errors import InvalidInputError, NotFoundError, RunComfyError, UnknownModelError
 from .._inputs import encode_inputs
+from .batch_status import add_shared_batch, run_batch_status
 from .inputs import input_schema_of, parse_inputs
 from .models import describe_model, list_models
 from .output import (
@@ -125,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --out URL: the folder of journal, manifest and gallery "
         "(default: runcomfy-state/BUCKET/PREFIX)",
     )
-    batch.add_argument("--journal", metavar="F", help="default: DIR/journal.sqlite")
+    add_shared_batch(add, batch)  # --journal F|URL, --batch NAME; the batch-status command
     batch.add_argument("--max-in-flight", type=_positive_int, default=32, metavar="N")
     batch.add_argument("--max-cost", type=float, metavar="USD", help="refuse to start above")
     batch.add_argument(
@@ -349,6 +350,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "wait": cmd_wait,
     "cancel": cmd_cancel,
     "batch": cmd_batch,
+    "batch-status": run_batch_status,
     "models": cmd_models,
 }
 
@@ -400,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.simulate and args.base_url:
             raise CommandError("--simulate and --base-url exclude each other")
-        args.api_key = read_key(args)  # a Secret: its repr never shows the key
+        args.api_key = None if args.command == "batch-status" else read_key(args)  # a Secret
         return asyncio.run(COMMANDS[args.command](args))
     except KeyboardInterrupt:  # before a command's own Ctrl-C handling (e.g. mid-submit)
         if args.command in ("run", "submit") and not args.simulate:

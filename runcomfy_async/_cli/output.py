@@ -373,7 +373,7 @@ def _stderr_width() -> int:
 
 
 def print_summary(
-    tally: Tally, skipped: int, wall: float, out: Path, manifest: Path, journal: Path
+    tally: Tally, skipped: int, wall: float, out: Path, manifest: Path, journal: Path | str
 ) -> None:
     """The end-of-batch summary, on stdout."""
     t = tally

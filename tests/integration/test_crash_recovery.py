@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import JournalBackend
 
 CLI = "from runcomfy_async._cli import main; raise SystemExit(main())"
 WAN = "wan-ai/wan-2-2/text-to-image"
@@ -46,13 +48,15 @@ def ledger(url: str) -> dict[str, object]:
         return data
 
 
-def run_batch(url: str, folder: Path, *, kill_after: float | None) -> int:
+def run_batch(url: str, folder: Path, journal: JournalBackend, *, kill_after: float | None) -> int:
     """`runcomfy batch` in a process of its own, SIGKILLed after `kill_after` seconds."""
     prompts, key = folder / "prompts.txt", folder / "key.txt"
     prompts.write_text("".join(f"prompt {i}\n" for i in range(COUNT)))
     key.write_text("crash-test-key\n")
     command = [sys.executable, "-c", CLI, "batch", WAN, str(prompts), "--out", str(folder / "out")]
     command += ["--base-url", url, "--api-key-file", str(key), "--max-in-flight", "10"]
+    if journal.batch is not None:  # else the default, out/journal.sqlite
+        command += ["--journal", journal.spec, "--batch", journal.batch]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     quiet = subprocess.DEVNULL
     process = subprocess.Popen(command, stdout=quiet, stderr=quiet, env=env)
@@ -63,23 +67,27 @@ def run_batch(url: str, folder: Path, *, kill_after: float | None) -> int:
     return process.wait(timeout=10)
 
 
-def test_killed_batches_resume_without_paying_twice(simulator_url: str, tmp_path: Path) -> None:
-    journal = tmp_path / "out" / "journal.sqlite"
+def test_killed_batches_resume_without_paying_twice(
+    simulator_url: str, tmp_path: Path, journal: JournalBackend
+) -> None:
+    if journal.batch is None:
+        journal = JournalBackend("sqlite", str(tmp_path / "out" / "journal.sqlite"), None)
     rng = random.Random(int(os.environ.get("CRASH_SEED", "20261121")))
     kills = 0
     for _ in range(5):
-        if run_batch(simulator_url, tmp_path, kill_after=rng.uniform(0.8, 2.5)) == -9:
+        if run_batch(simulator_url, tmp_path, journal, kill_after=rng.uniform(0.8, 2.5)) == -9:
             kills += 1
     assert kills >= 2  # the batch really was killed part-way, several times
-    final = run_batch(simulator_url, tmp_path, kill_after=None)
+    final = run_batch(simulator_url, tmp_path, journal, kill_after=None)
 
-    with sqlite3.connect(journal) as db:
-        rows = {
-            inputs: (state, request_id, json.loads(files or "null"))
-            for inputs, state, request_id, files in db.execute(
-                "SELECT inputs, state, request_id, files FROM items"
-            )
-        }
+    rows = {
+        json.dumps(row.inputs, separators=(",", ":"), sort_keys=True): (
+            str(row.state),
+            row.request_id,
+            row.files,
+        )
+        for row in asyncio.run(journal.rows())
+    }
     jobs = ledger(simulator_url)["jobs"]
     assert isinstance(jobs, list)
     per_input: dict[str, list[dict[str, object]]] = {}

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import hashlib
-import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +12,7 @@ import pytest
 import runcomfy_async as rc
 from runcomfy_async import models
 from runcomfy_async.simulator import FaultRule, ModelProfile, Simulator, SimulatorConfig
+from tests.conftest import JournalBackend
 
 WAN = models.Wan22TextToImage.model_id
 QUICK = rc.PollPolicy(first_interval=0.02, min_interval=0.01, max_interval=0.1)
@@ -35,17 +33,15 @@ def inputs(n: int) -> list[models.Wan22TextToImage]:
     return [models.Wan22TextToImage(prompt=f"prompt {i}") for i in range(n)]
 
 
-def states(journal: Path) -> collections.Counter[str]:
-    with sqlite3.connect(journal) as db:
-        return collections.Counter(state for (state,) in db.execute("SELECT state FROM items"))
+async def run(
+    client: rc.Client, values: list[Any], journal: JournalBackend, **kwargs: Any
+) -> list[rc.Item]:
+    return [item async for item in client.map(values, **journal.options, **kwargs)]
 
 
-async def run(client: rc.Client, values: list[Any], journal: Path, **kwargs: Any) -> list[rc.Item]:
-    return [item async for item in client.map(values, journal=journal, **kwargs)]
-
-
-async def test_a_rerun_replays_finished_inputs_without_submitting(tmp_path: Path) -> None:
-    journal = tmp_path / "batch.sqlite"
+async def test_a_rerun_replays_finished_inputs_without_submitting(
+    journal: JournalBackend,
+) -> None:
     async with Simulator(sim_config(failure_rate=0.2, seed=4)) as sim, client_for(sim) as client:
         first = await run(client, inputs(30), journal)
         submits = sim.ledger.calls["submit"]
@@ -57,15 +53,14 @@ async def test_a_rerun_replays_finished_inputs_without_submitting(tmp_path: Path
     assert urls == {
         i.key: i.result.output.urls for i in again if i.ok and i.result and i.result.output
     }
-    assert sum(states(journal).values()) == 30
+    assert sum((await journal.states()).values()) == 30
 
 
-async def test_a_rerun_reattaches_to_requests_left_running(tmp_path: Path) -> None:
-    journal = tmp_path / "batch.sqlite"
+async def test_a_rerun_reattaches_to_requests_left_running(journal: JournalBackend) -> None:
     slow = {WAN: ModelProfile(run_time=(0.8, 0.8))}
     async with Simulator(sim_config(models=slow, concurrency=4)) as sim:
         async with client_for(sim) as client:
-            batch = client.map(inputs(8), journal=journal, max_in_flight=8)
+            batch = client.map(inputs(8), **journal.options, max_in_flight=8)
             async with batch:
                 while len(sim.ledger.jobs) < 8:
                     await asyncio.sleep(0.01)
@@ -81,11 +76,10 @@ async def test_a_rerun_reattaches_to_requests_left_running(tmp_path: Path) -> No
     assert {item.request_id for item in items} == {
         job.request_id for job in sim.ledger.jobs if job.state.value == "succeeded"
     }
-    assert states(journal) == {"succeeded": 8}
+    assert await journal.states() == {"succeeded": 8}
 
 
-async def test_an_unknown_submit_is_reported_not_resent(tmp_path: Path) -> None:
-    journal = tmp_path / "batch.sqlite"
+async def test_an_unknown_submit_is_reported_not_resent(journal: JournalBackend) -> None:
     fault = FaultRule(action="reset_after_read", endpoint="submit", times=1)
     async with Simulator(sim_config(faults=[fault])) as sim, client_for(sim) as client:
         first = await run(client, inputs(5), journal, max_in_flight=1)
@@ -99,11 +93,10 @@ async def test_an_unknown_submit_is_reported_not_resent(tmp_path: Path) -> None:
         forced = await run(client, inputs(5), journal, resubmit_unknown=True)
         assert sim.ledger.calls["submit"] == 6  # only on explicit opt-in
     assert all(item.ok for item in forced)
-    assert states(journal) == {"succeeded": 5}
+    assert await journal.states() == {"succeeded": 5}
 
 
-async def test_a_journal_of_another_batch_is_refused(tmp_path: Path) -> None:
-    journal = tmp_path / "batch.sqlite"
+async def test_a_journal_of_another_batch_is_refused(journal: JournalBackend) -> None:
     async with Simulator(sim_config()) as sim, client_for(sim) as client:
         await run(client, inputs(3), journal, key=lambda i: i.prompt[-1])
         other = [models.Wan22TextToImage(prompt="something else 0")]
@@ -113,9 +106,8 @@ async def test_a_journal_of_another_batch_is_refused(tmp_path: Path) -> None:
 
 
 async def test_the_same_input_three_times_is_three_requests_and_a_rerun_pays_none_again(
-    tmp_path: Path,
+    journal: JournalBackend,
 ) -> None:
-    journal = tmp_path / "batch.sqlite"
     same = [models.Wan22TextToImage(prompt="a fox")] * 3 + inputs(1)
     async with Simulator(sim_config()) as sim, client_for(sim) as client:
         first = await run(client, same, journal, max_in_flight=2)
@@ -126,13 +118,12 @@ async def test_the_same_input_three_times_is_three_requests_and_a_rerun_pays_non
     assert all(item.ok for item in first)
     assert len({item.request_id for item in first}) == 4
     assert sorted(item.resumed for item in again) == [False] + [True] * 4
-    assert sum(states(journal).values()) == 5
+    assert sum((await journal.states()).values()) == 5
 
 
 async def test_duplicate_keys_of_the_callers_key_function_are_an_error_item(
-    tmp_path: Path,
+    journal: JournalBackend,
 ) -> None:
-    journal = tmp_path / "batch.sqlite"
     async with Simulator(sim_config()) as sim, client_for(sim) as client:
         items = await run(client, inputs(3) + inputs(1), journal, max_in_flight=1, key=str)
         assert sim.ledger.calls["submit"] == 3
@@ -141,8 +132,7 @@ async def test_duplicate_keys_of_the_callers_key_function_are_an_error_item(
     assert "duplicate key" in str(errors[0].error)
 
 
-async def test_rejected_submits_are_sent_again_on_rerun(tmp_path: Path) -> None:
-    journal = tmp_path / "batch.sqlite"
+async def test_rejected_submits_are_sent_again_on_rerun(journal: JournalBackend) -> None:
     fault = FaultRule(action="status", endpoint="submit", status_code=402, times=2)
     async with Simulator(sim_config(faults=[fault])) as sim, client_for(sim) as client:
         first = await run(client, inputs(4), journal, max_in_flight=1)
@@ -161,8 +151,10 @@ def test_a_file_that_is_not_a_journal_is_refused(tmp_path: Path) -> None:
         Journal(path)
 
 
-async def test_batch_downloads_outputs_and_records_them(tmp_path: Path) -> None:
-    journal, out = tmp_path / "batch.sqlite", tmp_path / "out"
+async def test_batch_downloads_outputs_and_records_them(
+    journal: JournalBackend, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
     async with Simulator(sim_config()) as sim, client_for(sim) as client:
         items = await run(client, inputs(6), journal, download_to=out, key=lambda i: i.prompt)
         stamps = {f.path: f.path.stat().st_mtime_ns for item in items for f in item.files}
@@ -181,15 +173,16 @@ async def test_batch_downloads_outputs_and_records_them(tmp_path: Path) -> None:
         f.path: f.sha256 for i in items for f in i.files
     }
     assert {f.path: f.path.stat().st_mtime_ns for i in again for f in i.files} == stamps
-    with sqlite3.connect(journal) as db:
-        recorded = [json.loads(files) for (files,) in db.execute("SELECT files FROM items")]
+    recorded = [row.files for row in await journal.rows()]
     assert sorted(r[0]["sha256"] for r in recorded) == sorted(
         f.sha256 for i in items for f in i.files
     )
 
 
-async def test_a_rerun_downloads_what_an_interrupted_run_had_not(tmp_path: Path) -> None:
-    journal, out = tmp_path / "batch.sqlite", tmp_path / "out"
+async def test_a_rerun_downloads_what_an_interrupted_run_had_not(
+    journal: JournalBackend, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
     async with Simulator(sim_config()) as sim, client_for(sim) as client:
         await run(client, inputs(4), journal)  # finished, nothing downloaded
         items = await run(client, inputs(4), journal, download_to=out)
@@ -203,5 +196,5 @@ async def test_an_unusable_journal_stops_the_batch_before_any_submit(tmp_path: P
     path.write_text("not a database, just words " * 100)
     async with Simulator(sim_config()) as sim, client_for(sim) as client:
         with pytest.raises(rc.ConfigurationError, match="not a usable batch journal"):
-            await run(client, inputs(3), path)
+            await run(client, inputs(3), JournalBackend("sqlite", str(path), None))
         assert sim.ledger.calls["submit"] == 0

@@ -14,6 +14,7 @@ import runcomfy_async as rc
 from runcomfy_async._journal import Entry, Journal, JournalRow, Row
 from runcomfy_async._journals import BatchJournal, open_journal
 from runcomfy_async.simulator import Simulator
+from tests.conftest import JournalBackend
 
 from .test_journal import client_for, inputs, run, sim_config
 
@@ -105,7 +106,9 @@ async def test_a_batch_writes_every_step_through_the_journal_it_is_given(
     fake.open_journal = open_pg  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "runcomfy_async._pgjournal", fake)
     async with Simulator(sim_config()) as sim, client_for(sim) as client:
-        items = await run(client, inputs(3), "postgres://db.example/runs")  # type: ignore[arg-type]
+        items = await run(
+            client, inputs(3), JournalBackend("pg", "postgres://db.example/runs", None)
+        )
     assert opened == ["postgres://db.example/runs"]
     assert all(item.ok for item in items)
     assert journal.closed
@@ -121,7 +124,7 @@ async def test_a_batch_writes_every_step_through_the_journal_it_is_given(
 async def test_a_sqlite_journal_lists_its_rows_as_read_journal_does(tmp_path: Path) -> None:
     path = tmp_path / "batch.sqlite"
     async with Simulator(sim_config()) as sim, client_for(sim) as client:
-        await run(client, inputs(4), path)
+        await run(client, inputs(4), JournalBackend("sqlite", str(path), None))
     held = await open_journal(path)
     try:
         assert isinstance(held, Journal)

@@ -29,6 +29,14 @@ def name() -> str:
     return f"batch-{uuid.uuid4().hex[:8]}"
 
 
+async def new_database(pg_server: Any) -> str:
+    """A fresh database on the server, for tests of the schema itself: its DSN."""
+    database = f"db_{uuid.uuid4().hex[:8]}"
+    async with await psycopg.AsyncConnection.connect(pg_server.dsn(), autocommit=True) as admin:
+        await admin.execute(f"CREATE DATABASE {database}")
+    return str(pg_server.dsn(database))
+
+
 async def claim(
     journal: PgJournal, key: str, i: int = 0, data: bytes | None = None, **kwargs: Any
 ) -> Any:
@@ -99,8 +107,7 @@ async def test_a_dead_workers_sends_become_unknown_and_its_requests_are_taken_ov
     assert (await claim(dead, "saved", 2)).send
     await dead.tracked("saved", "req-8")
     await dead.finished("saved", Entry.SUCCEEDED, outputs={"u": 1}, error=None, cost=0.2)
-    assert dead._heartbeat is not None
-    dead._heartbeat.cancel()  # the process "dies": no more heartbeats, nothing cleaned up
+    await dead._link.stop_beating()  # the process "dies": no more heartbeats, no clean-up
     heir = await open_journal(spec, batch)
     try:
         await heir.join(max_in_flight=4, saves_files=True)
@@ -110,7 +117,9 @@ async def test_a_dead_workers_sends_become_unknown_and_its_requests_are_taken_ov
         assert (taken.state, taken.request_id, taken.send) == (Entry.TRACKED, "req-7", False)
         files = await claim(heir, "saved", 2)  # succeeded, files never saved: ours to save
         assert (files.state, files.files, files.send) == (Entry.SUCCEEDED, None, False)
-        assert await heir.in_flight() == 1  # the unknown let its slot go; tracked holds one
+        assert await heir.in_flight() == 2  # tracked holds one, the unknown for one lease
+        await asyncio.sleep(1.2)
+        assert await heir.in_flight() == 1
         rows = {row.key: row for row in await read_pg_journal(spec, batch)}
         assert rows["sent"].state is Entry.UNKNOWN
         resend = await open_journal(spec, batch)
@@ -121,7 +130,7 @@ async def test_a_dead_workers_sends_become_unknown_and_its_requests_are_taken_ov
             await resend.close()
     finally:
         await heir.close()
-        await dead._drop()
+        await dead.close()
 
 
 async def test_rerun_rules_hold_retry_failed_keeps_the_billed_attempt(pg_server: Any) -> None:
@@ -174,10 +183,7 @@ async def test_other_inputs_under_a_key_are_refused_and_batches_do_not_mix(
 
 
 async def test_the_schema_is_versioned_and_a_newer_one_is_refused(pg_server: Any) -> None:
-    database = f"db_{uuid.uuid4().hex[:8]}"
-    async with await psycopg.AsyncConnection.connect(pg_server.dsn(), autocommit=True) as admin:
-        await admin.execute(f"CREATE DATABASE {database}")
-    spec = pg_server.dsn(database)
+    spec = await new_database(pg_server)
     journal = await open_journal(spec, name())
     await journal.close()
     async with await psycopg.AsyncConnection.connect(spec, autocommit=True) as db:
@@ -190,13 +196,8 @@ async def test_the_schema_is_versioned_and_a_newer_one_is_refused(pg_server: Any
 
 
 async def test_workers_starting_together_migrate_once(pg_server: Any) -> None:
-    database = f"db_{uuid.uuid4().hex[:8]}"
-    async with await psycopg.AsyncConnection.connect(pg_server.dsn(), autocommit=True) as admin:
-        await admin.execute(f"CREATE DATABASE {database}")
-    batch = name()
-    journals = await asyncio.gather(
-        *(open_journal(pg_server.dsn(database), batch) for _ in range(4))
-    )
+    spec, batch = await new_database(pg_server), name()
+    journals = await asyncio.gather(*(open_journal(spec, batch) for _ in range(4)))
     for journal in journals:
         await journal.close()
 
@@ -230,6 +231,63 @@ def test_without_the_driver_the_error_names_the_extra(pg_server: Any) -> None:
     assert "ConfigurationError" in done.stdout, done.stderr
     assert "pip install 'runcomfy-async[postgres]'" in done.stdout
     assert PASSWORD not in done.stdout + done.stderr
+
+
+async def test_a_worker_of_this_host_whose_process_is_gone_is_taken_over_at_once(
+    pg_server: Any,
+) -> None:
+    batch = name()
+    dead = await open_journal(pg_server.dsn(), batch)  # a 30 s lease: not waited out here
+    await dead.join(max_in_flight=2, saves_files=False)
+    assert (await claim(dead, "k", 0)).send
+    await dead.tracked("k", "req-9")
+    await dead._link.stop_beating()
+    exited = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await exited.wait()
+    async with await psycopg.AsyncConnection.connect(pg_server.dsn(), autocommit=True) as db:
+        await db.execute(  # the worker's process: one that has exited
+            "UPDATE runcomfy_workers SET pid=%s WHERE worker=%s", (exited.pid, dead.worker)
+        )
+    heir = await open_journal(pg_server.dsn(), batch)
+    try:
+        taken = await asyncio.wait_for(claim(heir, "k", 0), 5)
+        assert (taken.state, taken.request_id) == (Entry.TRACKED, "req-9")
+    finally:
+        await heir.close()
+        await dead.close()
+
+
+async def test_an_unknown_outcome_keeps_its_slot_for_one_lease(pg_server: Any) -> None:
+    journal = await open_journal(pg_server.dsn() + "?lease=1", name())
+    try:
+        await journal.join(max_in_flight=1, saves_files=False)
+        assert (await claim(journal, "k0", 0)).send
+        await journal.unknown("k0", "read timeout after the submit was sent")  # a job may run
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(claim(journal, "k1", 1), 0.3)
+        assert (await asyncio.wait_for(claim(journal, "k1", 1), 5)).send
+    finally:
+        await journal.close()
+
+
+async def test_a_version_1_database_is_migrated_in_place(pg_server: Any) -> None:
+    spec = await new_database(pg_server)
+    async with await psycopg.AsyncConnection.connect(spec, autocommit=True) as db:
+        await db.execute("CREATE TABLE runcomfy_meta (name TEXT PRIMARY KEY, value TEXT)")
+        for statement in _pgschema._MIGRATIONS[0]:
+            await db.execute(statement)
+        await db.execute("INSERT INTO runcomfy_meta VALUES ('version', '1')")
+        await db.execute(
+            "INSERT INTO runcomfy_items (batch, key, idx, model_id, inputs, input_hash, state,"
+            " request_id) VALUES ('old', 'k', 0, %s, '{}', 'h', 'tracked', 'req-1')",
+            (MODEL,),
+        )
+    rows = await read_pg_journal(spec, "old")  # opened: migrated, its rows kept
+    assert [(row.key, row.state, row.request_id) for row in rows] == [("k", Entry.TRACKED, "req-1")]
+    async with await psycopg.AsyncConnection.connect(spec, autocommit=True) as db:
+        found = await (await db.execute("SELECT value FROM runcomfy_meta")).fetchone()
+        assert found == (str(_pgschema.VERSION),)
+        await db.execute("SELECT free_at FROM runcomfy_slots")
 
 
 async def test_run_times_are_shared_by_the_workers_of_a_batch_and_only_that_batch(

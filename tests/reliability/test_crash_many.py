@@ -35,4 +35,5 @@ def test_killed_batches_resume_without_paying_twice_over_many_seeds(
     # random points, a final rerun, then journal vs ledger (no input paid twice, every
     # request_id tracked to the end) and files vs the sha256 the journal recorded.
     monkeypatch.setenv("CRASH_SEED", str(run_seed))
-    crash.test_killed_batches_resume_without_paying_twice(simulator.url, tmp_path)
+    sqlite = crash.JournalBackend("sqlite", str(tmp_path / "out" / "journal.sqlite"), None)
+    crash.test_killed_batches_resume_without_paying_twice(simulator.url, tmp_path, sqlite)
