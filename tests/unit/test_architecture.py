@@ -186,7 +186,6 @@ STILL_OVER = {
     "runcomfy_async._pgjournal": 419,
     "runcomfy_async._schema": 467,
     "runcomfy_async._sync": 492,  # batch= (#15)
-    "runcomfy_async._transport": 407,
 }
 
 
