@@ -120,7 +120,7 @@ async def deep_output_server(depth: int) -> AsyncIterator[str]:
 
 
 async def test_a_journal_write_that_raises_ends_as_an_error_item_and_the_batch_ends(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # What an output nested ~950 levels deep did to the journal's json.dumps.
     def finished(*args: Any, **kwargs: Any) -> None:
@@ -137,6 +137,11 @@ async def test_a_journal_write_that_raises_ends_as_an_error_item_and_the_batch_e
         assert "RecursionError" in str(item.error)
         assert item.request_id in jobs
     assert [row.state for row in rc.read_journal(journal)] == ["tracked"] * 3  # re-attachable
+    # Each record about such an input names its request and model as structured `extra`.
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR and "input" in r.message]
+    assert logged
+    assert {r.request_id for r in logged} == {item.request_id for item in items}  # type: ignore[attr-defined]
+    assert {r.model_id for r in logged} == {WAN}  # type: ignore[attr-defined]
 
 
 async def test_an_output_nested_900_levels_deep_is_recorded_and_resumed(tmp_path: Path) -> None:
