@@ -171,6 +171,32 @@ async def test_a_batch_timeout_bounds_next_even_when_an_input_never_settles() ->
     assert all("timeout" in str(item.error) for item in items)
 
 
+async def test_an_input_whose_timeout_item_was_made_is_not_submitted_afterwards(
+    tmp_path: Path,
+) -> None:
+    # A claim or a check that returns after the batch timeout gave the input its item (a
+    # shared journal waiting on another worker, a slow pre-flight) must not submit it then.
+    release = anyio.Event()
+    journal = tmp_path / "j.sqlite"
+    async with Simulator(config()) as sim, client_for(sim) as client:
+        check = client._runtime.checks.check
+
+        async def late(*args: Any, **kwargs: Any) -> Any:
+            await release.wait()
+            return await check(*args, **kwargs)
+
+        client._runtime.checks.check = late  # type: ignore[method-assign]
+        batch = client.map(pairs(2), timeout=0.3, journal=journal)
+        with anyio.fail_after(LIMIT):
+            items = [item async for item in batch]
+            release.set()  # the checks return now, after their items were made
+            for _ in range(50):
+                await anyio.sleep(0.02)
+        assert sim.ledger.calls["submit"] == 0
+    assert all("timeout" in str(item.error) for item in items)
+    assert [row.state for row in rc.read_journal(journal)] == ["rejected"] * 2  # sent anew
+
+
 class Broken(Exception):
     pass
 
