@@ -16,6 +16,7 @@ from ._journals import BatchJournal, NullJournal
 from ._runtime import Runtime
 from ._runtimes import JournalRunTimes
 from ._sink import DownloadedFile, Sink, open_sink
+from ._telemetry import about
 from ._track import Tracker
 from ._wire import Result, State
 
@@ -93,7 +94,9 @@ class Core:
     ) -> None:
         """Make the input's one Item (a second call is a bug elsewhere: logged, dropped)."""
         if job.settled:
-            logger.debug("input %s already has its item; %r dropped", job.index, error)
+            logger.debug(
+                "input %s already has its item; %r dropped", job.index, error, extra=_about(job)
+            )
             return
         job.settled = True
         self.open.discard(job)
@@ -162,7 +165,9 @@ class Core:
                 else:
                     await self.journal.rejected(str(job.key), str(error))
             except Exception:
-                logger.exception("input %s: the journal could not record it", job.index)
+                logger.exception(
+                    "input %s: the journal could not record it", job.index, extra=_about(job)
+                )
         self.emit(job, result=result, error=error)
 
     def broke_tracked(self, job: Job, doing: str, exc: BaseException) -> None:
@@ -173,9 +178,16 @@ class Core:
 
     def _broke_error(self, job: Job, doing: str, exc: BaseException) -> RunComfyError | None:
         if job.settled:
-            logger.error("input %s: failed after its item was made", job.index, exc_info=exc)
+            logger.error(
+                "input %s: failed after its item was made",
+                job.index,
+                exc_info=exc,
+                extra=_about(job),
+            )
             return None
-        logger.error("input %s: the SDK failed while %s", job.index, doing, exc_info=exc)
+        logger.error(
+            "input %s: the SDK failed while %s", job.index, doing, exc_info=exc, extra=_about(job)
+        )
         what = f"{type(exc).__name__}: {exc}"
         rid = job.request_id
         error: RunComfyError
@@ -221,3 +233,8 @@ class Core:
             journal, self.journal = self.journal, NullJournal()
             await self.run_times.save(journal)
             await journal.close()
+
+
+def _about(job: Job) -> dict[str, str | None]:
+    """The structured `extra` of a log record about an input (its request, once it has one)."""
+    return about(job.request_id, job.model_id)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import random
-import threading
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -17,19 +15,16 @@ from collections.abc import (
     Mapping,
 )
 from types import TracebackType
-from typing import Any, Generic, Literal, Self, TypeVar, overload
+from typing import Any, Literal, Self, overload
 
-import anyio
-from anyio.from_thread import BlockingPortal, start_blocking_portal
-
-from ._batch import Batch
+from ._blocking import BlockingBatch, BlockingIterator, Loop
 from ._client import Client
 from ._config import Timeouts
 from ._download import DEFAULT_TEMPLATE
 from ._errors import RunComfyError
 from ._files import INLINE_MAX_BYTES, UPLOAD_EXPIRES, Uploader
 from ._inputs import ModelInput
-from ._items import BatchInput, Change, Item, Progress
+from ._items import BatchInput, Change
 from ._policy import PollPolicy
 from ._request import Request
 from ._retry import Clock, RetryPolicy, Sleep
@@ -38,122 +33,6 @@ from ._telemetry import Telemetry
 from ._wire import CancelOutcome, ModelInfo, Result, State, Status
 
 __all__ = ["BlockingBatch", "BlockingIterator", "SyncClient"]
-
-T = TypeVar("T")
-_SLACK = 5.0  # seconds past the cancel grace that Ctrl-C waits for the cancels to land
-
-
-class _Raised:
-    """An exception the async iterator raised, carried to the consuming thread."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-class BlockingIterator(Generic[T]):
-    """A plain iterator over one of the Client's async iterators (watch, as_completed, map).
-
-    A task in the client's loop reads the async iterator and hands each value over as it is
-    taken, so nothing is read ahead. Leaving early (`close()`, `with`, or dropping it) ends
-    that task, as leaving the async iteration would; Ctrl-C does the same, then re-raises.
-    """
-
-    def __init__(self, owner: SyncClient, source: AsyncIterable[T]) -> None:
-        self._owner, self._source = owner, source
-        self._stream: Any = None
-        self._future: Any = None
-        self._done = threading.Event()
-        self._finished = False
-
-    def __iter__(self) -> Self:
-        return self
-
-    def __next__(self) -> T:
-        if self._finished:
-            raise StopIteration
-        if self._stream is None:
-            self._start()
-        try:
-            value = self._owner._call(self._stream.receive)
-        except anyio.EndOfStream:
-            self.close()
-            raise StopIteration from None
-        except BaseException:
-            self.close()
-            raise
-        if isinstance(value, _Raised):
-            self.close()
-            raise value.error
-        return value  # type: ignore[no-any-return]
-
-    def _start(self) -> None:
-        portal = self._owner._running_portal()
-        send, self._stream = portal.call(anyio.create_memory_object_stream[object], 0)
-        self._future = portal.start_task_soon(self._pump, send)
-
-    async def _pump(self, send: Any) -> None:
-        try:
-            async with send, contextlib.AsyncExitStack() as stack:
-                source = self._source
-                if hasattr(source, "__aenter__"):
-                    source = await stack.enter_async_context(source)  # type: ignore[arg-type]
-                elif hasattr(source, "aclose"):
-                    stack.push_async_callback(source.aclose)
-                try:
-                    async for value in source:
-                        await send.send(value)
-                except Exception as exc:  # the consumer gets it at its next step
-                    await send.send(_Raised(exc))
-        except anyio.BrokenResourceError:
-            pass  # the consumer left
-        finally:
-            self._done.set()
-
-    def close(self) -> None:
-        """Stop iterating: end the reading task (a batch cancels what it queued) and wait."""
-        self._finished = True
-        if self._future is not None and not self._done.is_set():
-            self._future.cancel()
-            self._done.wait(self._owner._cancel_grace + _SLACK)
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            portal = self._owner._portal
-            if portal is None:
-                stream.close()
-            else:
-                with contextlib.suppress(RuntimeError):  # the loop is gone: nothing to close
-                    portal.call(stream.close)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        future = getattr(self, "_future", None)
-        if future is not None:  # dropped mid-iteration (a `break`): end it, never block here
-            future.cancel()
-
-
-class BlockingBatch(BlockingIterator[Item]):
-    """What `SyncClient.map()` returns: a plain iterator of Items, in completion order."""
-
-    def __init__(self, owner: SyncClient, batch: Batch) -> None:
-        super().__init__(owner, batch)
-        self._batch = batch
-
-    @property
-    def progress(self) -> Progress:
-        """Live counts by state of the inputs read so far."""
-        return self._batch.progress
-
-    @property
-    def unfinished(self) -> list[str]:
-        """request_ids still running when the batch was ended early."""
-        return self._batch.unfinished
 
 
 class SyncClient:
@@ -192,10 +71,8 @@ class SyncClient:
         telemetry: bool | Telemetry = False,
         run_times: bool | str | os.PathLike[str] = True,
     ) -> None:
-        self._cancel_grace = cancel_grace
-        self._lock = threading.Lock()
-        self._portal_cm = start_blocking_portal("asyncio", name="runcomfy-sync-client")
-        self._portal: BlockingPortal | None = self._portal_cm.__enter__()
+        self._loop = Loop(cancel_grace)
+        portal = self._loop.running()
         make = functools.partial(
             Client,
             api_key,
@@ -220,11 +97,10 @@ class SyncClient:
             run_times=run_times,
         )
         try:
-            self._client: Client = self._portal.call(make)
-            self._portal.call(self._client.__aenter__)
+            self._client: Client = portal.call(make)
+            portal.call(self._client.__aenter__)
         except BaseException:
-            self._portal, portal_cm = None, self._portal_cm
-            portal_cm.__exit__(None, None, None)
+            self._loop.close()
             raise
         self.base_url = self._client.base_url
 
@@ -244,40 +120,7 @@ class SyncClient:
 
     def close(self) -> None:
         """Close the async client (as `aclose()`), then stop its thread. Idempotent."""
-        with self._lock:
-            portal, self._portal = self._portal, None
-        if portal is None:
-            return
-        try:
-            portal.call(self._client.aclose)
-        finally:
-            self._portal_cm.__exit__(None, None, None)
-
-    def _running_portal(self) -> BlockingPortal:
-        portal = self._portal
-        if portal is None:
-            raise RunComfyError("the client was closed")
-        return portal
-
-    def _call(self, function: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        """Run `function(*args, **kwargs)` in the client's loop and wait for it. Ctrl-C
-        cancels it there (its shielded cancels included), waits for that, and re-raises."""
-        portal = self._running_portal()
-        done = threading.Event()
-
-        async def run() -> T:
-            try:
-                return await function(*args, **kwargs)
-            finally:
-                done.set()
-
-        future = portal.start_task_soon(run)
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            future.cancel()
-            done.wait(self._cancel_grace + _SLACK)
-            raise
+        self._loop.close(self._client.aclose)
 
     # ------------------------------------------------------------------ the API
 
@@ -309,15 +152,15 @@ class SyncClient:
         here: the handle's own methods are async)."""
         submit: Callable[..., Awaitable[Request]] = self._client.submit
         args = (model,) if inputs is None else (model, inputs)
-        return self._call(submit, *args, validate=validate, preflight=preflight)
+        return self._loop.call(submit, *args, validate=validate, preflight=preflight)
 
     def status(self, request: Request | str) -> Status:
         """Blocking `Client.status`."""
-        return self._call(self._client.status, request)
+        return self._loop.call(self._client.status, request)
 
     def result(self, request: Request | str, *, include_cost: bool = True) -> Result:
         """Blocking `Client.result`."""
-        return self._call(self._client.result, request, include_cost=include_cost)
+        return self._loop.call(self._client.result, request, include_cost=include_cost)
 
     def wait(
         self,
@@ -328,7 +171,7 @@ class SyncClient:
         cancel_on_interrupt: bool | None = None,
     ) -> Result:
         """Blocking `Client.wait`; Ctrl-C while it is queued cancels it (cancel_on_interrupt)."""
-        return self._call(
+        return self._loop.call(
             self._client.wait,
             request,
             timeout=timeout,
@@ -368,7 +211,7 @@ class SyncClient:
         """Blocking `Client.run`: submit and wait; `timeout` (seconds) covers both."""
         run: Callable[..., Awaitable[Result]] = self._client.run
         args = (model,) if inputs is None else (model, inputs)
-        return self._call(run, *args, timeout=timeout, cancel_on_timeout=cancel_on_timeout)
+        return self._loop.call(run, *args, timeout=timeout, cancel_on_timeout=cancel_on_timeout)
 
     def map(
         self,
@@ -390,7 +233,7 @@ class SyncClient:
     ) -> BlockingBatch:
         """Blocking `Client.map`: a plain iterator of Items in completion order (see there).
         Leaving early (`with`, `close()`, a dropped iterator, Ctrl-C) cancels what it queued."""
-        running = self._running_portal().call(
+        running = self._loop.running().call(
             functools.partial(
                 self._client.map,
                 inputs,
@@ -409,7 +252,7 @@ class SyncClient:
                 preflight=preflight,
             )
         )
-        return BlockingBatch(self, running)
+        return BlockingBatch(self._loop, running)
 
     @overload
     def as_completed(
@@ -436,7 +279,7 @@ class SyncClient:
         return_exceptions: bool = False,
     ) -> BlockingIterator[Result] | BlockingIterator[Result | RunComfyError]:
         """Blocking `Client.as_completed`: each request's Result as it finishes."""
-        source: AsyncIterator[Any] = self._running_portal().call(
+        source: AsyncIterator[Any] = self._loop.running().call(
             functools.partial(
                 self._client.as_completed,
                 list(requests),
@@ -444,16 +287,16 @@ class SyncClient:
                 return_exceptions=return_exceptions,
             )
         )
-        return BlockingIterator(self, source)
+        return BlockingIterator(self._loop, source)
 
     def watch(
         self, request: Request | str, *, timeout: float | None = None
     ) -> BlockingIterator[State]:
         """Blocking `Client.watch`: the request's state each time it changes."""
-        source = self._running_portal().call(
+        source = self._loop.running().call(
             functools.partial(self._client.watch, request, timeout=timeout)
         )
-        return BlockingIterator(self, source)
+        return BlockingIterator(self._loop, source)
 
     def download(
         self,
@@ -464,21 +307,21 @@ class SyncClient:
         template: str = "{key}-{n}.{ext}",
     ) -> list[DownloadedFile]:
         """Blocking `Client.download`: every output of `result` into `dest_dir`."""
-        return self._call(self._client.download, result, dest_dir, key=key, template=template)
+        return self._loop.call(self._client.download, result, dest_dir, key=key, template=template)
 
     def cancel(self, request: Request | str) -> CancelOutcome:
         """Blocking `Client.cancel`."""
-        return self._call(self._client.cancel, request)
+        return self._loop.call(self._client.cancel, request)
 
     def cancel_many(
         self, requests: Iterable[Request | str], *, timeout: float = 10.0
     ) -> list[CancelOutcome]:
         """Blocking `Client.cancel_many`."""
-        return self._call(self._client.cancel_many, list(requests), timeout=timeout)
+        return self._loop.call(self._client.cancel_many, list(requests), timeout=timeout)
 
     def model_info(self, model_id: str) -> ModelInfo:
         """Blocking `Client.model_info`."""
-        return self._call(self._client.model_info, model_id)
+        return self._loop.call(self._client.model_info, model_id)
 
     def models(
         self,
@@ -489,4 +332,4 @@ class SyncClient:
     ) -> BlockingIterator[ModelInfo]:
         """Blocking `Client.models`: every catalog entry matching, page by page."""
         source = self._client.models(search, category, include_schema=include_schema)
-        return BlockingIterator(self, source)
+        return BlockingIterator(self._loop, source)

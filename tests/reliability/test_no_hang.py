@@ -120,7 +120,7 @@ async def deep_output_server(depth: int) -> AsyncIterator[str]:
 
 
 async def test_a_journal_write_that_raises_ends_as_an_error_item_and_the_batch_ends(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # What an output nested ~950 levels deep did to the journal's json.dumps.
     def finished(*args: Any, **kwargs: Any) -> None:
@@ -137,6 +137,11 @@ async def test_a_journal_write_that_raises_ends_as_an_error_item_and_the_batch_e
         assert "RecursionError" in str(item.error)
         assert item.request_id in jobs
     assert [row.state for row in rc.read_journal(journal)] == ["tracked"] * 3  # re-attachable
+    # Each record about such an input names its request and model as structured `extra`.
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR and "input" in r.message]
+    assert logged
+    assert {r.request_id for r in logged} == {item.request_id for item in items}  # type: ignore[attr-defined]
+    assert {r.model_id for r in logged} == {WAN}  # type: ignore[attr-defined]
 
 
 async def test_an_output_nested_900_levels_deep_is_recorded_and_resumed(tmp_path: Path) -> None:
@@ -164,6 +169,32 @@ async def test_a_batch_timeout_bounds_next_even_when_an_input_never_settles() ->
         assert sim.ledger.calls["submit"] == 0
     assert len(items) == 2
     assert all("timeout" in str(item.error) for item in items)
+
+
+async def test_an_input_whose_timeout_item_was_made_is_not_submitted_afterwards(
+    tmp_path: Path,
+) -> None:
+    # A claim or a check that returns after the batch timeout gave the input its item (a
+    # shared journal waiting on another worker, a slow pre-flight) must not submit it then.
+    release = anyio.Event()
+    journal = tmp_path / "j.sqlite"
+    async with Simulator(config()) as sim, client_for(sim) as client:
+        check = client._runtime.checks.check
+
+        async def late(*args: Any, **kwargs: Any) -> Any:
+            await release.wait()
+            return await check(*args, **kwargs)
+
+        client._runtime.checks.check = late  # type: ignore[method-assign]
+        batch = client.map(pairs(2), timeout=0.3, journal=journal)
+        with anyio.fail_after(LIMIT):
+            items = [item async for item in batch]
+            release.set()  # the checks return now, after their items were made
+            for _ in range(50):
+                await anyio.sleep(0.02)
+        assert sim.ledger.calls["submit"] == 0
+    assert all("timeout" in str(item.error) for item in items)
+    assert [row.state for row in rc.read_journal(journal)] == ["rejected"] * 2  # sent anew
 
 
 class Broken(Exception):

@@ -184,7 +184,6 @@ STILL_OVER = {
     "runcomfy_async._client": 520,  # the public facade: overloads and docstrings; batch= (#15)
     "runcomfy_async._pgjournal": 419,
     "runcomfy_async._schema": 467,
-    "runcomfy_async._sync": 492,  # batch= (#15)
     "runcomfy_async._transport": 407,
     "runcomfy_async._wire": 427,
 }
