@@ -182,7 +182,6 @@ STILL_OVER = {
     "runcomfy_async._cli.codegen": 429,  # a layout engine inside the code generator
     "runcomfy_async._cli.commands": 433,  # + batch-status (#15)
     "runcomfy_async._cli.output": 414,
-    "runcomfy_async._client": 520,  # the public facade: overloads and docstrings; batch= (#15)
     "runcomfy_async._pgjournal": 419,
     "runcomfy_async._schema": 467,
     "runcomfy_async._transport": 407,
