@@ -4,42 +4,29 @@ from __future__ import annotations
 
 import os
 import random
-import time
 from collections.abc import (
-    AsyncIterable,
     AsyncIterator,
-    Callable,
-    Hashable,
     Iterable,
     Mapping,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, overload
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Self, overload
 
-import anyio
-
-from ._batch import Batch
 from ._catalog import iter_models
-from ._config import Timeouts, environ, is_loopback, resolve_api_key, resolve_base_url
-from ._download import DEFAULT_TEMPLATE, download_result
-from ._errors import ConfigurationError, RunComfyError, WaitTimeoutError
-from ._files import INLINE_MAX_BYTES, UPLOAD_EXPIRES, FileInputs, Uploader, file_settings
+from ._config import Timeouts
+from ._download import download_result
+from ._fanout import FanOut
+from ._files import INLINE_MAX_BYTES, UPLOAD_EXPIRES, Uploader
 from ._inputs import ModelInput, encode_inputs
-from ._items import BatchInput, Change, MapOptions
-from ._limiter import RateLimiter
 from ._policy import PollPolicy
 from ._request import Request
 from ._retry import Clock, RetryPolicy, Sleep
-from ._runtime import Runtime, request_id_of
-from ._runtimes import run_times_file
+from ._runtime import request_id_of
+from ._setup import build_runtime
 from ._sink import DownloadedFile
-from ._streams import as_completed, watch
-from ._telemetry import Telemetry, telemetry_of
-from ._track import EXPIRED, TrackSettings, cancel_quietly
-from ._transport import Transport
-from ._version import __version__
-from ._wire import CancelOutcome, ModelInfo, Result, State, Status
+from ._telemetry import Telemetry
+from ._waits import cancel_all, wait_for
+from ._wire import CancelOutcome, ModelInfo, Result, Status
 
 if TYPE_CHECKING:
     import aiohttp
@@ -47,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["Client"]
 
 
-class Client:
+class Client(FanOut):
     """An async client of the RunComfy Model API; use it as `async with rc.Client() as c:`.
 
     The key comes from `api_key`, else RUNCOMFY_API_KEY, else RUNCOMFY_API_TOKEN; the base URL
@@ -93,50 +80,29 @@ class Client:
         telemetry: bool | Telemetry = False,
         run_times: bool | str | os.PathLike[str] = True,
     ) -> None:
-        env = environ()
-        key = resolve_api_key(api_key, env)
-        self.base_url = resolve_base_url(base_url, env)
-        if isinstance(timeout, int | float):
-            timeout = Timeouts(total=float(timeout), connect=min(10.0, float(timeout)))
-        if max_connections < 1:
-            raise ConfigurationError("max_connections must be at least 1")
-        sleep = sleep or anyio.sleep
-        clock = clock or time.monotonic
-        rng = rng or random.Random()
-        self._cancel_on_interrupt = cancel_on_interrupt
-        traced = telemetry_of(telemetry)
-        limiter = None
-        if max_calls_per_second is not None:
-            limiter = RateLimiter(max_calls_per_second, clock=clock, sleep=sleep)
-        transport = Transport(
-            api_key=key,
-            base_url=self.base_url,
-            timeouts=timeout,
-            retry=retry or RetryPolicy(),
+        self.base_url, self._runtime = build_runtime(
+            api_key,
+            base_url=base_url,
+            timeout=timeout,
+            retry=retry,
+            poll=poll,
             max_connections=max_connections,
-            user_agent=f"runcomfy-async/{__version__}",
+            max_calls_per_second=max_calls_per_second,
             session=session,
-            limiter=limiter,
-            sleep=sleep,
-            clock=clock,
-            rng=rng,
-            telemetry=traced,
-        )
-        self._runtime = Runtime(
-            transport,
-            poll=poll or PollPolicy(),
-            settings=TrackSettings(not_found_grace=not_found_grace, cancel_grace=cancel_grace),
-            workers=max_connections,
             validate=validate,
             preflight=preflight,
-            allow_loopback=is_loopback(urlsplit(self.base_url).hostname or ""),
-            files=FileInputs(file_settings(uploads, inline_max_bytes, upload_expires)),
-            telemetry=traced,
-            run_times=run_times_file(run_times, env),
-            clock=clock,
+            uploads=uploads,
+            inline_max_bytes=inline_max_bytes,
+            upload_expires=upload_expires,
+            not_found_grace=not_found_grace,
+            cancel_grace=cancel_grace,
             sleep=sleep,
+            clock=clock,
             rng=rng,
+            telemetry=telemetry,
+            run_times=run_times,
         )
+        self._cancel_on_interrupt = cancel_on_interrupt
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, api_key='********')"
@@ -241,44 +207,12 @@ class Client:
         sent (`cancel_on_interrupt`, default from the client) and CancelledError propagates.
         """
         deadline = None if timeout is None else self._runtime.clock() + timeout
-        return await self._wait(request, deadline, timeout, cancel_on_timeout, cancel_on_interrupt)
-
-    async def _wait(
-        self,
-        request: Request | str,
-        deadline: float | None,
-        timeout: float | None,
-        cancel_on_timeout: bool,
-        cancel_on_interrupt: bool | None,
-    ) -> Result:
-        """wait() up to a `deadline` on the client's clock; `timeout` is what the caller gave."""
-        runtime = self._runtime
-        rid = request_id_of(request)
-        tracker = runtime.tracker(request, deadline=deadline)
         interrupt = (
             self._cancel_on_interrupt if cancel_on_interrupt is None else cancel_on_interrupt
         )
-        runtime.track(tracker)
-        try:
-            outcome = await tracker.wait()
-        except anyio.get_cancelled_exc_class():
-            runtime.forget(tracker)
-            if interrupt and tracker.state in (None, State.IN_QUEUE):
-                await cancel_quietly(runtime, rid, runtime.settings.cancel_grace)
-            raise
-        if outcome is EXPIRED:
-            cancelled = None
-            if cancel_on_timeout:
-                cancelled = await cancel_quietly(runtime, rid, runtime.settings.cancel_grace)
-            raise WaitTimeoutError(
-                f"request {rid} did not finish within {timeout} s; it " + _after_cancel(cancelled),
-                request_id=rid,
-                timeout=timeout or 0.0,
-                cancel_outcome=cancelled,
-            )
-        if isinstance(outcome, RunComfyError):
-            raise outcome
-        return outcome  # type: ignore[return-value]
+        return await wait_for(
+            self._runtime, request, deadline, timeout, cancel_on_timeout, interrupt
+        )
 
     @overload
     async def run(
@@ -312,132 +246,10 @@ class Client:
         """Submit and wait: `timeout` (seconds) covers both. Raises as submit() and wait() do."""
         deadline = None if timeout is None else self._runtime.clock() + timeout
         request = await self._submit(model, inputs)
-        return await self._wait(request, deadline, timeout, cancel_on_timeout, None)
-
-    def map(
-        self,
-        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
-        *,
-        max_in_flight: int = 32,
-        timeout: float | None = None,
-        cancel_on_exit: bool = True,
-        key: Callable[[Any], Hashable] | None = None,
-        on_change: Callable[[Change], None] | None = None,
-        journal: str | os.PathLike[str] | None = None,
-        batch: str | None = None,
-        resubmit_unknown: bool = False,
-        retry_failed: bool = False,
-        download_to: str | os.PathLike[str] | None = None,
-        name_template: str = DEFAULT_TEMPLATE,
-        validate: bool | None = None,
-        preflight: bool | None = None,
-    ) -> Batch:
-        """Run every input and yield an Item per input, in completion order.
-
-        `inputs` (typed inputs or `(model_id, dict)` pairs, any iterable or async iterable)
-        are read lazily; at most `max_in_flight` are outstanding (submitted and not yet taken
-        from the iterator). Nothing fails fast: a rejected input or a failed request is an
-        Item with `.error`. `timeout` (seconds) bounds the whole batch: reading stops, and
-        unfinished requests yield WaitTimeoutError items. Leaving early cancels the queued
-        requests this batch submitted (`cancel_on_exit`); running ones are listed in
-        `batch.unfinished`. `key(input)` names items (default: the index); `on_change` is
-        called on every state change; `batch.progress` has live counts. An input given as
-        `rc.Numbered(input, index, line)` is known by that index (and line) in its Item, the
-        journal and file names. If the iterable raises, the inputs read before it are still
-        tracked to the end and yield their items; then the iteration raises its exception.
-
-        With `journal` (a SQLite file path), every input's fate is written ahead: a rerun
-        with the same journal skips finished inputs (their items come back with
-        `resumed=True`), re-attaches to requests already submitted, submits only what was
-        never sent, and reports inputs whose submit had an unknown outcome instead of paying
-        twice (`resubmit_unknown=True` sends those again). Inputs whose request ran and
-        failed stay failed, unless `retry_failed=True` resubmits them (a new, billed request;
-        the journal keeps the earlier one). Keys then default to a hash of the model id and
-        inputs, so a reordered input file resumes correctly; the k-th repeat of the same
-        inputs is an input of its own. The journal's folder is created; one run at a time
-        holds it (another raises JournalBusyError, from `await batch.open()` or `async with`).
-        A `postgresql://user@host/db` journal with `batch="NAME"` is shared instead: any
-        number of processes on any hosts run the same inputs as batch NAME, each input is
-        submitted once across all of them, and `max_in_flight` counts the requests of every
-        worker of the batch (see the README, "One batch on many machines").
-
-        With `download_to` (a directory), each success's outputs are downloaded as it
-        arrives, before its item is yielded (`item.files`; see download()), and recorded with
-        size and sha256 in the journal; a rerun downloads what an interrupted run had not.
-        Names come from `name_template` ({index}, {line}, {slug} of the prompt, {key}, {n},
-        {request_id}, {ext}; default `0007-a-red-fox-0.png`), chosen when a file is saved and
-        kept by the journal: a resumed batch never renames.
-
-        `validate` and `preflight` are as for submit(); a batch's pre-flight measures each
-        file URL once, however many inputs name it. An input they refuse is an item with
-        its InvalidInputError (or PreflightError), and costs nothing.
-        """
-        options = MapOptions(
-            max_in_flight=max_in_flight,
-            timeout=timeout,
-            cancel_on_exit=cancel_on_exit,
-            key=key,
-            on_change=on_change,
-            journal=journal,
-            batch=batch,
-            resubmit_unknown=resubmit_unknown,
-            retry_failed=retry_failed,
-            download_to=download_to,
-            name_template=name_template,
-            validate=validate,
-            preflight=preflight,
+        interrupt = self._cancel_on_interrupt
+        return await wait_for(
+            self._runtime, request, deadline, timeout, cancel_on_timeout, interrupt
         )
-        return Batch(self._runtime, inputs, options)
-
-    @overload
-    def as_completed(
-        self,
-        requests: Iterable[Request | str],
-        *,
-        timeout: float | None = ...,
-        return_exceptions: Literal[False] = ...,
-    ) -> AsyncIterator[Result]: ...
-    @overload
-    def as_completed(
-        self,
-        requests: Iterable[Request | str],
-        *,
-        timeout: float | None = ...,
-        return_exceptions: Literal[True],
-    ) -> AsyncIterator[Result | RunComfyError]: ...
-
-    def as_completed(
-        self,
-        requests: Iterable[Request | str],
-        *,
-        timeout: float | None = None,
-        return_exceptions: bool = False,
-    ) -> AsyncIterator[Result] | AsyncIterator[Result | RunComfyError]:
-        """Yield the Result of each request (handle or request_id) as it finishes.
-
-        Failed and cancelled requests are yielded as Results with that state. A request that
-        cannot be tracked (NotFoundError for an unknown or expired id, naming it in
-        `request_id` and the message) never costs the others their results: they are all
-        yielded first, then its error is raised (a note lists any others). With
-        `return_exceptions=True` such errors are yielded in place of that request's Result
-        instead. After `timeout` seconds WaitTimeoutError is raised; the requests go on.
-        """
-        return as_completed(
-            self._runtime, requests, timeout=timeout, return_exceptions=return_exceptions
-        )
-
-    def watch(
-        self, request: Request | str, *, timeout: float | None = None
-    ) -> AsyncIterator[State]:
-        """Yield the request's state each time it changes, ending with its terminal state.
-
-        The client's poller pool does the polling, so a thousand watchers cost no more than
-        a thousand waits. A failed or cancelled request ends the iteration (read why with
-        result()); a request that does not exist raises NotFoundError; after `timeout`
-        seconds WaitTimeoutError is raised. Leaving early (close it, e.g. with
-        `contextlib.aclosing`) stops the polling, not the request.
-        """
-        return watch(self._runtime, request, timeout=timeout)
 
     async def download(
         self,
@@ -474,19 +286,7 @@ class Client:
         One outcome per request, in order. A cancel that failed or got no answer in time is
         outcome `unknown` (`cancelled` False): reported, never raised.
         """
-        rids = [request_id_of(request) for request in requests]
-        outcomes: list[CancelOutcome | None] = [None] * len(rids)
-
-        async def one(index: int) -> None:
-            outcomes[index] = await cancel_quietly(self._runtime, rids[index], timeout)
-
-        async with anyio.create_task_group() as group:
-            for index in range(len(rids)):
-                group.start_soon(one, index)
-        return [
-            outcome or CancelOutcome(request_id=rid, cancelled=False, outcome="unknown")
-            for rid, outcome in zip(rids, outcomes, strict=True)
-        ]
+        return await cancel_all(self._runtime, requests, timeout)
 
     async def model_info(self, model_id: str) -> ModelInfo:
         """The catalog entry of a model: input schema, base price in USD and its unit."""
@@ -510,11 +310,3 @@ class Client:
             category=category,
             include_schema=include_schema,
         )
-
-
-def _after_cancel(cancelled: CancelOutcome | None) -> str:
-    if cancelled is not None and cancelled.cancelled:
-        return "was cancelled"
-    if cancelled is not None and cancelled.requested:
-        return "has a cancellation requested (it may still run): wait again to learn its end"
-    return "goes on: wait again"

@@ -76,7 +76,7 @@ def test_every_type_a_public_method_returns_is_exported() -> None:
     exported = {getattr(rc, name) for name in rc.__all__}
     seen: set[type] = set()
     for owner in (rc.Client, rc.Request):
-        for name, method in vars(owner).items():
+        for name, method in inspect.getmembers(owner, inspect.isfunction):  # bases too
             if name.startswith("_") or not inspect.isfunction(method):
                 continue
             returned = typing.get_type_hints(method).get("return")
