@@ -27,16 +27,8 @@ from .._wire import ModelInfo
 from .gallery import write_gallery
 from .interrupt import catch_ctrl_c
 from .manifest import skipped_row, word, write_manifest
-from .output import (
-    EXIT_INTERRUPTED,
-    CommandError,
-    ProgressDisplay,
-    Tally,
-    print_summary,
-    usd,
-    warn,
-    writable_folder,
-)
+from .output import EXIT_INTERRUPTED, CommandError, usd, warn, writable_folder
+from .progress import ProgressDisplay, Tally, print_summary
 
 __all__ = ["InputFile", "run_batch"]
 
