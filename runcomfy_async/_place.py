@@ -8,12 +8,13 @@ import hashlib
 import os
 import secrets
 import stat
+import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
 from ._guard import Refused
 
-__all__ = ["TempFile", "open_temp", "place"]
+__all__ = ["TempFile", "open_temp", "place", "replace_whole"]
 
 _OPEN_FLAGS = (
     os.O_WRONLY
@@ -113,3 +114,20 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def replace_whole(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Put `data` at `path` whole or not at all: a temporary file of this writer's own
+    (several processes may write the same file at once), then a rename."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            if durable:
+                file.flush()
+                os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

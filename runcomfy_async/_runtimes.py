@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ._place import replace_whole
 
 if TYPE_CHECKING:
     from ._journals import BatchJournal
@@ -144,19 +144,8 @@ class RunTimesFile:
         }
 
     def _replace(self, body: bytes) -> None:
-        folder = self.path.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=".run_times.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(body)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        replace_whole(self.path, body, durable=True)
 
 
 def _ours(data: Any) -> bool:

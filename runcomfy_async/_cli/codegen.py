@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import keyword
-import os
 import re
-import tempfile
 import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from .._place import replace_whole
 from .._rules import MediaKind, MediaSpec
 from .._schema import URL_PATTERN, URL_RULE, Field, Node, Parser
 from .._wire import ModelInfo
@@ -90,14 +89,7 @@ def write_model_module(source: str, path: Path, *, overwrite: bool) -> None:
     """
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as file:
-            file.write(source)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    replace_whole(path, source.encode("utf-8"))
 
 
 class _Module:

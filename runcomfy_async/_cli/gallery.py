@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .._place import replace_whole
 from .output import duration, usd
 
 __all__ = ["read_manifest", "render_gallery", "write_gallery"]
@@ -96,9 +97,7 @@ def write_gallery(folder: Path, manifest: Path, *, model_id: str, wall: float) -
     """Write `folder/index.html` from the manifest (by a rename: never half a page)."""
     page = render_gallery(read_manifest(manifest), model_id=model_id, wall=wall)
     target = folder / "index.html"
-    partial = folder / ".index.html.partial"
-    partial.write_text(page, encoding="utf-8")
-    os.replace(partial, target)
+    replace_whole(target, page.encode("utf-8"))
     return target
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from .._files import shown
 from .._journal import Entry, JournalRow
+from .._place import replace_whole
 from .._store import is_store_url
 
 __all__ = ["WORDS", "skipped_row", "word", "write_manifest"]
@@ -92,8 +93,5 @@ def write_manifest(
     lines = [(row.index, 0, journal_row(row, out, row.key in resumed)) for row in rows]
     lines += [(entry["index"], 1, entry) for entry in skipped]
     lines.sort(key=lambda entry: (entry[0], entry[1]))
-    partial = path.with_name(f".{path.name}.partial")
-    with partial.open("w", encoding="utf-8") as sink:
-        for _, _, entry in lines:
-            sink.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-    os.replace(partial, path)
+    text = "".join(json.dumps(entry, ensure_ascii=False, default=str) + "\n" for *_, entry in lines)
+    replace_whole(path, text.encode("utf-8"))
