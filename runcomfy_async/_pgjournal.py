@@ -42,20 +42,22 @@ from ._journal import (
     Row,
     canonical,
     dump,
-    dump_samples,
     load,
-    samples_of,
     will_submit,
 )
 from ._pglink import Link, gone
 from ._pgschema import (
     check_batch,
     driver,
+    insert_item,
+    lock_item,
     redact,
     release_slot,
+    save_run_times,
     select_counts,
     select_in_flight,
     select_rows,
+    select_run_times,
     select_workers,
     take_slot,
 )
@@ -173,27 +175,12 @@ class PgJournal:
         resubmit_unknown: bool,
     ) -> Row:
         async with db.transaction():
-            found = await (
-                await db.execute(
-                    "SELECT i.input_hash, i.state, i.owner, i.request_id, i.outputs, i.error,"
-                    " i.cost, i.model_id, i.files, i.attempts, i.owner <> %s"
-                    " AND w.expires_at > now(), w.host, w.pid FROM runcomfy_items i"
-                    " LEFT JOIN runcomfy_workers w ON w.batch = i.batch AND w.worker = i.owner"
-                    " WHERE i.batch=%s AND i.key=%s FOR UPDATE OF i SKIP LOCKED",
-                    (self.worker, self.batch, key),
-                )
-            ).fetchone()
+            found = await lock_item(db, self.batch, key, self.worker)
             if found is None:
-                inserted = await (
-                    await db.execute(
-                        "INSERT INTO runcomfy_items (batch, key, idx, line, model_id, inputs,"
-                        " input_hash, state) VALUES (%s, %s, %s, %s, %s, %s, %s, 'new')"
-                        " ON CONFLICT DO NOTHING RETURNING 1",
-                        (self.batch, key, index, line, model_id, inputs, digest),
-                    )
-                ).fetchone()
-                if inserted is None:  # another worker is claiming it this very moment
-                    raise _Wait(soon=True)
+                if not await insert_item(
+                    db, self.batch, key, index, line, model_id, inputs, digest
+                ):
+                    raise _Wait(soon=True)  # another worker is claiming it this very moment
                 found = (digest, "new", None, None, None, None, None, model_id, None, None)
                 found += (False, None, None)
             input_hash, state_text, owner, rid, outputs, error, cost, old_model, files, tried = (
@@ -347,21 +334,12 @@ class PgJournal:
     async def run_times(self) -> dict[str, list[float]]:
         """Run-time samples per model id the batch's workers saved (seconds, oldest first)."""
         async with self._use() as db:
-            cursor = await db.execute(
-                "SELECT model_id, samples FROM runcomfy_run_times WHERE batch=%s", (self.batch,)
-            )
-            return {model_id: samples_of(text) for model_id, text in await cursor.fetchall()}
+            return await select_run_times(db, self.batch)
 
     async def save_run_times(self, learnt: Mapping[str, Sequence[float]]) -> None:
         """Replace the samples of each model named (the last worker to save one wins)."""
         async with self._use() as db, db.transaction():
-            for model_id, samples in learnt.items():
-                await db.execute(
-                    "INSERT INTO runcomfy_run_times (batch, model_id, samples)"
-                    " VALUES (%s, %s, %s) ON CONFLICT (batch, model_id)"
-                    " DO UPDATE SET samples = excluded.samples, updated_at = now()",
-                    (self.batch, model_id, dump_samples(samples)),
-                )
+            await save_run_times(db, self.batch, learnt)
 
     async def counts(self) -> dict[str, int]:
         """How many inputs of the batch stand in each state."""

@@ -1,21 +1,26 @@
-"""The PostgreSQL journal's ground: connection specs (lease, redaction), the driver, the schema."""
+"""The PostgreSQL journal's ground: connection specs, the driver, the schema, its statements."""
 
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._errors import ConfigurationError
-from ._journal import JournalRow, journal_row
+from ._journal import JournalRow, dump_samples, journal_row, samples_of
 
 __all__ = [
     "VERSION",
+    "insert_item",
+    "lock_item",
     "migrate",
     "redact",
     "release_slot",
+    "save_run_times",
     "select_counts",
     "select_in_flight",
     "select_rows",
+    "select_run_times",
     "select_workers",
     "take_slot",
 ]
@@ -210,3 +215,61 @@ async def release_slot(db: Any, batch: str, key: str, hold: float | None) -> Non
         " THEN now() + make_interval(secs => %s) END WHERE batch=%s AND key=%s",
         (hold is not None, hold or 0.0, batch, key),
     )
+
+
+async def lock_item(db: Any, batch: str, key: str, worker: str) -> tuple[Any, ...] | None:
+    """`key`'s row, locked for the caller's transaction, with whether another worker than
+    `worker` holds it on a live lease, and that worker's host and pid; None when there is no
+    row or another worker's claim transaction has it locked right now."""
+    found: tuple[Any, ...] | None = await (
+        await db.execute(
+            "SELECT i.input_hash, i.state, i.owner, i.request_id, i.outputs, i.error,"
+            " i.cost, i.model_id, i.files, i.attempts, i.owner <> %s"
+            " AND w.expires_at > now(), w.host, w.pid FROM runcomfy_items i"
+            " LEFT JOIN runcomfy_workers w ON w.batch = i.batch AND w.worker = i.owner"
+            " WHERE i.batch=%s AND i.key=%s FOR UPDATE OF i SKIP LOCKED",
+            (worker, batch, key),
+        )
+    ).fetchone()
+    return found
+
+
+async def insert_item(
+    db: Any,
+    batch: str,
+    key: str,
+    index: int,
+    line: int | None,
+    model_id: str,
+    inputs: str,
+    digest: str,
+) -> bool:
+    """Add `key`'s row as `new`; False when another worker added it first."""
+    inserted = await (
+        await db.execute(
+            "INSERT INTO runcomfy_items (batch, key, idx, line, model_id, inputs,"
+            " input_hash, state) VALUES (%s, %s, %s, %s, %s, %s, %s, 'new')"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            (batch, key, index, line, model_id, inputs, digest),
+        )
+    ).fetchone()
+    return inserted is not None
+
+
+async def select_run_times(db: Any, batch: str) -> dict[str, list[float]]:
+    """Run-time samples per model id the batch's workers saved (seconds, oldest first)."""
+    cursor = await db.execute(
+        "SELECT model_id, samples FROM runcomfy_run_times WHERE batch=%s", (batch,)
+    )
+    return {model_id: samples_of(text) for model_id, text in await cursor.fetchall()}
+
+
+async def save_run_times(db: Any, batch: str, learnt: Mapping[str, Sequence[float]]) -> None:
+    """Replace the samples of each model named (in the caller's transaction)."""
+    for model_id, samples in learnt.items():
+        await db.execute(
+            "INSERT INTO runcomfy_run_times (batch, model_id, samples)"
+            " VALUES (%s, %s, %s) ON CONFLICT (batch, model_id)"
+            " DO UPDATE SET samples = excluded.samples, updated_at = now()",
+            (batch, model_id, dump_samples(samples)),
+        )

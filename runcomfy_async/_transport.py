@@ -13,15 +13,14 @@ import msgspec
 from yarl import URL
 
 from . import _wire
+from ._apierror import UNREADABLE, api_error, decode_error_body, implied_status
 from ._config import Secret, Timeouts
 from ._errors import (
-    APIError,
     RunComfyError,
     SubmissionUnknownError,
     TransportError,
     TransportTimeoutError,
     UnexpectedResponseError,
-    error_class,
 )
 from ._limiter import AdaptiveRate, RateLimiter
 from ._retry import (
@@ -42,50 +41,6 @@ from ._telemetry import CallProbe, NoTelemetry, Telemetry, about, route_of
 logger = logging.getLogger("runcomfy_async")
 
 T = TypeVar("T", bound=_wire.Body)
-
-
-# RunComfy's error_code picks the class first; the HTTP status decides when there is none.
-def api_error(
-    status_code: int,
-    body: _wire.Body | None,
-    raw: bytes,
-    retry_after: float | None = None,
-    reason: str = "",
-) -> APIError:
-    """Build the typed error for an answer (already scrubbed); the body may be unreadable."""
-    code = _wire.error_code_of(body) if body is not None else None
-    message = _wire.error_message_of(body) if body is not None else None
-    text = raw.decode("utf-8", "replace")
-    implied = implied_status(code) if 200 <= status_code < 300 else None
-    cls = error_class(implied or status_code, code)
-    default = f"RunComfy answered HTTP {status_code}" + (f" {reason}" if reason else "")
-    return cls(
-        message or default,
-        status_code=status_code,
-        error_code=code,
-        body=text,
-        retry_after=retry_after,
-    )
-
-
-def implied_status(code: int | str | None) -> int | None:
-    """The HTTP status a RunComfy error_code implies (500001 -> 500, 400005 -> 400), if any:
-    for an error inside a 2xx answer, it decides as that status would."""
-    if isinstance(code, int) and 100_000 <= code <= 599_999:
-        return code // 1000
-    return None
-
-
-def _decode_error_body(raw: bytes) -> _wire.ErrorBody | None:
-    try:
-        return _ERROR_DECODER.decode(raw)
-    except _UNREADABLE:
-        return None
-
-
-_ERROR_DECODER = msgspec.json.Decoder(_wire.ErrorBody)
-# What decoding a hostile body can raise (msgspec raises RecursionError on deep nesting).
-_UNREADABLE = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
 @dataclass(slots=True)
@@ -364,9 +319,9 @@ class Transport:
         if 200 <= status < 300:
             try:
                 decoded = decoder.decode(raw)
-            except _UNREADABLE as exc:
+            except UNREADABLE as exc:
                 # An embedded error in a body of the wrong shape is still an error answer.
-                embedded = _decode_error_body(raw)
+                embedded = decode_error_body(raw)
                 if embedded is not None and _wire.error_code_of(embedded) is not None:
                     return self._embedded(status, embedded, raw)
                 failure = UnexpectedResponseError(
@@ -387,7 +342,7 @@ class Transport:
             )
             return _Judged(failure, Happened.ANSWERED, status)
         retry_after = parse_retry_after(reply.retry_after)
-        error = api_error(status, _decode_error_body(raw), raw, retry_after, reply.reason)
+        error = api_error(status, decode_error_body(raw), raw, retry_after, reply.reason)
         return _Judged(error, Happened.ANSWERED, status, retry_after)
 
     def _embedded(self, status: int, body: _wire.Body, raw: bytes) -> _Judged:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
+
+from ._fields import parse_float, parse_int, parse_timestamp
 
 __all__ = [
     "CancelOutcome",
@@ -315,47 +316,6 @@ def error_message_of(body: Body | ErrorBody) -> str | None:
         if isinstance(value, str):
             return value
         return msgspec.json.encode(value).decode()
-    return None
-
-
-def parse_float(value: Any) -> float | None:
-    """A finite number from a number or a numeric string, else None."""
-    if isinstance(value, bool):
-        return None
-    if not isinstance(value, int | float | str):
-        return None
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):  # e.g. a 400-digit JSON integer
-        return None
-    return number if math.isfinite(number) else None
-
-
-def parse_int(value: Any) -> int | None:
-    """An int from an int, an integral float or a digit string, else None."""
-    number = parse_float(value)
-    if number is None or not number.is_integer():
-        return None
-    return int(number)
-
-
-def parse_timestamp(value: Any) -> datetime | None:
-    """An aware datetime from ISO 8601 (with or without zone, 'Z' accepted) or epoch seconds."""
-    if isinstance(value, str) and value.strip():
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    number = parse_float(value)
-    if number is not None:
-        try:
-            return datetime.fromtimestamp(number, tz=UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
     return None
 
 

@@ -12,8 +12,8 @@ from aioresponses import aioresponses
 
 import runcomfy_async as rc
 from runcomfy_async import models
+from runcomfy_async._apierror import api_error
 from runcomfy_async._errors import ResultNotReadyError, error_class
-from runcomfy_async._transport import api_error
 from runcomfy_async._wire import ErrorBody
 from tests.conftest import API, VirtualTime
 

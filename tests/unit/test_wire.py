@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 import runcomfy_async as rc
 from runcomfy_async import _wire
-from runcomfy_async._transport import api_error
+from runcomfy_async._apierror import api_error
+from runcomfy_async._fields import parse_float, parse_int, parse_timestamp
 from runcomfy_async._wire import (
     CancelBody,
     ErrorBody,
@@ -28,10 +29,7 @@ from runcomfy_async._wire import (
     error_code_of,
     error_message_of,
     model_info_from,
-    parse_float,
-    parse_int,
     parse_state,
-    parse_timestamp,
     result_from,
     status_from,
 )
