@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from .._rules import MediaKind, MediaSpec
-from .._schema import URL_PATTERN, URL_RULE, Field, Node, Parser
+from .._schema_parse import URL_PATTERN, URL_RULE, Field, Node, Parser
 from .._wire import ModelInfo
 from .layout import WIDTH, Call, Text, docstring, flat, literal, render, wrapped
 
