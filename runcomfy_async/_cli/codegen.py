@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import keyword
 import re
-import textwrap
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +12,12 @@ import msgspec
 
 from .._place import replace_whole
 from .._rules import MediaKind, MediaSpec
-from .._schema import URL_PATTERN, URL_RULE, Field, Node, Parser
+from .._schema_parse import URL_PATTERN, URL_RULE, Field, Node, Parser
 from .._wire import ModelInfo
+from .layout import WIDTH, Call, Text, docstring, flat, literal, render, wrapped
 
 __all__ = ["class_name_for", "generate_model_module", "module_name_for", "write_model_module"]
 
-_WIDTH = 100  # the project's ruff line-length
 _OPTIONS = ["frozen=True", "kw_only=True", "forbid_unknown_fields=True", "omit_defaults=True"]
 _IMPORTED = {"Annotated", "Any", "ClassVar", "Literal", "Meta", "ModelInput", "Struct", "UNSET"}
 _IMPORTED |= {"UnsetType"}
@@ -31,23 +29,6 @@ _KIND_NAMES = {MediaKind.IMAGE: "Image", MediaKind.VIDEO: "Video", MediaKind.AUD
 _MEASURES = {"width_pixels": "width {} {} px", "height_pixels": "height {} {} px"}
 _MEASURES |= {"width/height": "width/height {} {}", "file_size_mb": "file {} {} MB"}
 _BASES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """A bracketed expression, laid out as ruff format does: flat, hugged, or one per line."""
-
-    head: str
-    args: tuple[_Call | _Text | str, ...]
-    close: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Text:
-    """A keyword argument holding prose, split into implicitly joined strings when too long."""
-
-    key: str
-    text: str
 
 
 def class_name_for(model_id: str) -> str:
@@ -100,8 +81,8 @@ class _Module:
         self.class_name = class_name
         self.notes = list(parser.notes)
         self.media = {spec.field: spec for spec in parser.media}
-        self.literals: dict[str, _Call] = {}
-        self.aliases: dict[str, _Call] = {}
+        self.literals: dict[str, Call] = {}
+        self.aliases: dict[str, Call] = {}
         self.classes: list[list[str]] = []
         self.exported = [class_name]
         self.taken = {class_name, *_IMPORTED}
@@ -112,7 +93,7 @@ class _Module:
         names = _python_names(fields)
         body, hints = self._fields(fields, names, self.class_name, "")
         purpose = _purpose(self.info)
-        lines = [_docstring(f"Input of `{self.info.model_id}`{purpose}.", 0)]
+        lines = [docstring(f"Input of `{self.info.model_id}`{purpose}.", 0)]
         lines += ["", "from __future__ import annotations", ""]
         lines += [f"from typing import {', '.join(_ordered(self.typing))}", ""]
         if self.msgspec:
@@ -125,26 +106,26 @@ class _Module:
         if self.literals or self.aliases:
             lines.append("")
         for name, value in [*self.literals.items(), *self.aliases.items()]:
-            lines += _render(value, 0, f"{name} = ")
+            lines += render(value, 0, f"{name} = ")
         for block in self.classes:
             lines += ["", "", *block]
         lines += ["", ""] + [f"# Not checked here: {note}" for note in self.notes]
         header = (*("ModelInput", *_OPTIONS), *_rename(fields, names))
-        lines += _render(_Call(f"class {self.class_name}(", header, ")"), 0, suffix=":")
-        lines += [_docstring(self._summary(fields, names), 4), ""]
-        lines.append(f"    model_id: ClassVar[str] = {_literal(self.info.model_id)}")
-        pairs = tuple(f"{_literal(key)}: {_literal(hint)}" for key, hint in hints.items())
+        lines += render(Call(f"class {self.class_name}(", header, ")"), 0, suffix=":")
+        lines += [docstring(self._summary(fields, names), 4), ""]
+        lines.append(f"    model_id: ClassVar[str] = {literal(self.info.model_id)}")
+        pairs = tuple(f"{literal(key)}: {literal(hint)}" for key, hint in hints.items())
         if pairs:
-            lines += _render(_Call("{", pairs, "}"), 4, "rule_hints: ClassVar[dict[str, str]] = ")
+            lines += render(Call("{", pairs, "}"), 4, "rule_hints: ClassVar[dict[str, str]] = ")
         lines += ["", *body, "", ""]
         exported = sorted([*self.literals, *self.aliases, *self.exported], key=_sort_key)
-        lines += _render(_Call("[", tuple(map(_literal, exported)), "]"), 0, "__all__ = ")
-        return "\n".join(_wrapped(lines)) + "\n"
+        lines += render(Call("[", tuple(map(literal, exported)), "]"), 0, "__all__ = ")
+        return "\n".join(wrapped(lines)) + "\n"
 
     def _summary(self, fields: tuple[Field, ...], names: dict[str, str]) -> str:
         title = self.info.name or self.class_name
         defaults = ", ".join(
-            f"{names[f.name]}={_literal(f.default)}".replace(" ", "\0")  # kept on one line
+            f"{names[f.name]}={literal(f.default)}".replace(" ", "\0")  # kept on one line
             for f in fields
             if f.has_default and f.default is not None and not f.required
         )
@@ -166,9 +147,9 @@ class _Module:
                 hints[name] = URL_RULE
             elif _has_url(f.node):
                 hints[name] = "its file URLs must be public https URLs or data: URIs"
-            text = _flat(annotation)
-            if len(f"    {name}: {text} | UnsetType = UNSET") > _WIDTH and isinstance(
-                annotation, _Call
+            text = flat(annotation)
+            if len(f"    {name}: {text} | UnsetType = UNSET") > WIDTH and isinstance(
+                annotation, Call
             ):
                 text = self._name([_camel(name)], owner)
                 self.aliases[text] = annotation
@@ -178,7 +159,7 @@ class _Module:
                 text += " = UNSET"
                 self.msgspec |= {"UNSET", "UnsetType"}
             field_line = f"    {name}: {text}"
-            if len(field_line) > _WIDTH:  # ruff's layout for a long annotation
+            if len(field_line) > WIDTH:  # ruff's layout for a long annotation
                 annotation_text, _, default = text.partition(" = ")
                 after = f" = {default}" if default else ""
                 field_line = f"    {name}: (\n        {annotation_text}\n    ){after}"
@@ -187,15 +168,15 @@ class _Module:
 
     def _annotation(
         self, node: Node, name: str, owner: str, path: str, media: MediaSpec | None
-    ) -> _Call | str:
+    ) -> Call | str:
         if node.enum is not None:
             values = tuple(v for v in node.enum if v is not None)
             none = " | None" if None in node.enum else ""
             if values and all(isinstance(v, str | int) for v in values):
                 self.typing.add("Literal")
-                literal = _Call("Literal[", tuple(map(_literal, values)), "]")
-                return self._alias(self.literals, [_camel(name)], owner, literal) + none
-            shown = ", ".join(map(_literal, values)) or "nothing"
+                choice = Call("Literal[", tuple(map(literal, values)), "]")
+                return self._alias(self.literals, [_camel(name)], owner, choice) + none
+            shown = ", ".join(map(literal, values)) or "nothing"
             self.notes.append(f"field {path}: must be one of {shown} (no Literal can say so)")
             node = replace(node, enum=None, nullable=node.nullable or bool(none))
         if node.kinds is None:
@@ -203,19 +184,19 @@ class _Module:
             return "Any"
         members = [self._member(kind, node, name, owner, path, media) for kind in node.kinds]
         members += ["None"] if node.nullable else []
-        return members[0] if len(members) == 1 else " | ".join(map(_flat, members))
+        return members[0] if len(members) == 1 else " | ".join(map(flat, members))
 
     def _member(
         self, kind: str, node: Node, name: str, owner: str, path: str, media: MediaSpec | None
-    ) -> _Call | str:
+    ) -> Call | str:
         meta = dict(node.meta.get(kind, {}))
-        base: _Call | str
+        base: Call | str
         if kind == "string" and node.url is not None:
             return self._url(node.url, meta, name, owner, media)
         if kind == "array" and node.items is not None:
             singular = name[:-1] if name.endswith("s") and len(name) > 3 else f"{name}_item"
             item = self._annotation(node.items, singular, owner, f"{path}[]", media)
-            base = _Call("list[", (item,), "]")
+            base = Call("list[", (item,), "]")
         elif kind == "object" and node.fields is not None:
             base = self._struct(node.fields, name, owner, path)
         elif kind in ("array", "object"):
@@ -227,21 +208,19 @@ class _Module:
             return base
         self.typing.add("Annotated")
         self.msgspec.add("Meta")
-        args = tuple(
-            f"{key}={_literal(value, raw=key == 'pattern')}" for key, value in meta.items()
-        )
-        return _Call("Annotated[", (base, _Call("Meta(", args, ")")), "]")
+        args = tuple(f"{key}={literal(value, raw=key == 'pattern')}" for key, value in meta.items())
+        return Call("Annotated[", (base, Call("Meta(", args, ")")), "]")
 
     def _url(
         self, kind: MediaKind, meta: dict[str, Any], name: str, owner: str, media: MediaSpec | None
     ) -> str:
         meta.pop("pattern", None)
-        args: tuple[_Call | _Text | str, ...] = (f"pattern={_literal(URL_PATTERN, raw=True)}",)
-        args += tuple(f"{key}={_literal(value)}" for key, value in meta.items())
-        args += (_Text("description", _url_description(kind, media)),)
+        args: tuple[Call | Text | str, ...] = (f"pattern={literal(URL_PATTERN, raw=True)}",)
+        args += tuple(f"{key}={literal(value)}" for key, value in meta.items())
+        args += (Text("description", _url_description(kind, media)),)
         self.typing.add("Annotated")
         self.msgspec.add("Meta")
-        value = _Call("Annotated[", ("str", _Call("Meta(", args, ")")), "]")
+        value = Call("Annotated[", ("str", Call("Meta(", args, ")")), "]")
         first = f"{_KIND_NAMES.get(kind, 'File')}URL"
         return self._alias(self.aliases, [first, f"{_camel(name)}URL"], owner, value)
 
@@ -252,12 +231,12 @@ class _Module:
         names = _python_names(fields)
         body, _ = self._fields(fields, names, class_name, path)
         header = ("Struct", *_OPTIONS, *_rename(fields, names))
-        lines = _render(_Call(f"class {class_name}(", header, ")"), 0, suffix=":")
+        lines = render(Call(f"class {class_name}(", header, ")"), 0, suffix=":")
         what = f"An item of `{path[:-2]}`." if path.endswith("[]") else f"The `{path}` object."
-        self.classes.append([*lines, _docstring(what, 4), "", *body])
+        self.classes.append([*lines, docstring(what, 4), "", *body])
         return class_name
 
-    def _alias(self, table: dict[str, _Call], bases: list[str], owner: str, value: _Call) -> str:
+    def _alias(self, table: dict[str, Call], bases: list[str], owner: str, value: Call) -> str:
         """The name of an alias for `value`: one already made for it, or a free name."""
         for base in bases:
             if table.get(base) == value:
@@ -292,7 +271,7 @@ def _python_names(fields: tuple[Field, ...]) -> dict[str, str]:
     return names
 
 
-def _rename(fields: tuple[Field, ...], names: dict[str, str]) -> tuple[_Call | str, ...]:
+def _rename(fields: tuple[Field, ...], names: dict[str, str]) -> tuple[Call | str, ...]:
     """The class's `rename` option: none, "camel" when msgspec's rule gives every wire name,
     else a mapping of the names that differ."""
     if all(names[f.name] == f.name for f in fields):
@@ -304,9 +283,9 @@ def _rename(fields: tuple[Field, ...], names: dict[str, str]) -> tuple[_Call | s
     if probe and [f.encode_name for f in msgspec.structs.fields(probe)] == [f.name for f in fields]:
         return ('rename="camel"',)
     pairs = tuple(
-        f"{_literal(names[f.name])}: {_literal(f.name)}" for f in fields if names[f.name] != f.name
+        f"{literal(names[f.name])}: {literal(f.name)}" for f in fields if names[f.name] != f.name
     )
-    return (_Call("rename={", pairs, "}"),)
+    return (Call("rename={", pairs, "}"),)
 
 
 def _has_url(node: Node) -> bool:
@@ -352,70 +331,3 @@ def _sort_key(name: str) -> tuple[int, str]:
 
 def _ordered(names: set[str]) -> list[str]:
     return sorted(names, key=_sort_key)
-
-
-def _literal(value: object, *, raw: bool = False) -> str:
-    """Python source for a JSON value, in the quotes ruff format prefers."""
-    if isinstance(value, str):
-        if raw and value.isprintable() and '"' not in value and not value.endswith("\\"):
-            return f'r"{value}"'
-        text = json.dumps(value, ensure_ascii=False)
-        return repr(value) if '"' in value and "'" not in value else text
-    if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    return repr(value)
-
-
-def _docstring(text: str, indent: int) -> str:
-    text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    lines = textwrap.wrap(text, _WIDTH - indent - 6, break_on_hyphens=False) or [""]
-    pad = " " * indent
-    return pad + '"""' + f"\n{pad}".join(lines).replace("\0", " ") + '"""'
-
-
-def _wrapped(lines: list[str]) -> list[str]:
-    """Lines, with long comments wrapped to the line length."""
-    out: list[str] = []
-    for line in lines:
-        if line.startswith("#") and len(line) > _WIDTH:
-            out += textwrap.wrap(line, _WIDTH, subsequent_indent="#   ", break_long_words=False)
-        else:
-            out.extend(line.split("\n"))
-    return out
-
-
-def _flat(x: _Call | _Text | str) -> str:
-    if isinstance(x, str):
-        return x
-    if isinstance(x, _Text):
-        return f"{x.key}={_literal(x.text)}"
-    return x.head + ", ".join(map(_flat, x.args)) + x.close
-
-
-def _render(x: _Call | _Text | str, indent: int, prefix: str = "", suffix: str = "") -> list[str]:
-    """`x` in as few lines as fit the width, the way ruff format would lay it out."""
-    pad = " " * indent
-    flat = f"{pad}{prefix}{_flat(x)}{suffix}"
-    if len(flat) <= _WIDTH or isinstance(x, str):
-        return [flat]
-    if isinstance(x, _Text):  # implicitly joined strings, each part on its own line
-        parts: list[str] = []
-        words: list[str] = []
-        for token in re.findall(r"\([^)]*\)\S*\s*|\S+\s*", x.text):  # keep a (...) whole
-            words += [token] if len(pad + token) < _WIDTH - 3 else re.findall(r"\S+\s*", token)
-        for word in words:
-            head = f"{x.key}=" if len(parts) == 1 else ""
-            if parts and len(pad + head + _literal(parts[-1] + word)) < _WIDTH:
-                parts[-1] += word
-            else:
-                parts.append(word)
-        lines = [pad + _literal(part) for part in parts]
-        lines[0] = f"{pad}{x.key}={lines[0].lstrip()}"
-        return [*lines[:-1], lines[-1] + suffix]
-    hugged = " " * (indent + 4) + ", ".join(map(_flat, x.args))
-    if len(hugged) <= _WIDTH:
-        return [f"{pad}{prefix}{x.head}", hugged, f"{pad}{x.close}{suffix}"]
-    lines = [f"{pad}{prefix}{x.head}"]
-    for arg in x.args:
-        lines += _render(arg, indent + 4, suffix=",")
-    return [*lines, f"{pad}{x.close}{suffix}"]
