@@ -279,6 +279,13 @@ class AdaptiveRate:
                 # the fastest rate tried: a pace too fast for the server is cut in one step.
                 new = 4.0 * max(rate, *(old[0] for old in pace.history))
                 pace.trust = min(2 * pace.trust + 4, 32)
+            elif not self._admitted(pace, now):
+                # Nothing admitted for ADMITS seconds: an outage (everything refused) tells
+                # no rate the server takes. Halve, and stay uncapped so the pace regrows at
+                # x1.25 an epoch once calls get through: cutting to the admitted rate (nil)
+                # left the client crawling long after a 2 s outage of 429s had ended.
+                new = 0.5 * rate
+                pace.capped, pace.clean, pace.wait, pace.good = False, 0, 0, None
             else:
                 pace.capped, pace.clean, pace.trust = True, 0, 0
                 admitted = self._admitted(pace, now)
