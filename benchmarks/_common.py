@@ -36,6 +36,7 @@ class SimSpec:
     seed: int = 0
     submit_rate: float | None = None  # submits admitted per second (429 for the rest)
     submit_burst: float = 1.0  # submits the bucket admits at once
+    retry_after: bool = True  # a 429 tells when the next token comes
 
     def argv(self) -> list[str]:
         argv = [sys.executable, str(HERE / "_simserver.py")]
@@ -48,6 +49,8 @@ class SimSpec:
         if self.submit_rate is not None:
             argv += ["--submit-rate", str(self.submit_rate)]
             argv += ["--submit-burst", str(self.submit_burst)]
+            if not self.retry_after:
+                argv.append("--no-retry-after")
         return argv
 
 

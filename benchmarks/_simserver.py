@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--submit-rate", type=float, default=None)
     parser.add_argument("--submit-burst", type=float, default=1.0)
+    parser.add_argument("--no-retry-after", action="store_true")
     args = parser.parse_args()
     config = SimulatorConfig(
         models={model_id: ModelProfile(run_time=span) for model_id, span in args.model},
@@ -34,6 +35,7 @@ def main() -> None:
         seed=args.seed,
         submit_rate=args.submit_rate,
         submit_burst=args.submit_burst,
+        submit_retry_after=not args.no_retry_after,
         port=0,
     )
 

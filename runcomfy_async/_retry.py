@@ -94,8 +94,9 @@ class RetryPolicy:
     so an outage cannot turn into a retry storm.
 
     A 429 is not a failure of the call: it proves RunComfy did nothing, so it spends neither
-    attempts nor budget. The call waits (at least `Retry-After`) and goes again while the
-    client-wide pace adapts, for up to `rate_limit_patience` seconds from the call's start;
+    attempts nor budget. The call waits (its `Retry-After`, or with none up to
+    `base_backoff`, not growing: the client-wide pace is what slows the client down) and goes
+    again while that pace adapts, for up to `rate_limit_patience` seconds from the call's start;
     then RateLimitError is raised. A batch (`client.map`) waits until its own deadline
     instead: an input is never failed for being rate-limited.
     """
@@ -169,6 +170,18 @@ def delay_before(
     if retry_after is not None:
         return retry_after_delay(policy, retry_after, retry, rng)
     return backoff(policy, retry, rng)
+
+
+def rate_limited_delay(policy: RetryPolicy, retry_after: float | None, rng: random.Random) -> float:
+    """Seconds a call answered 429 waits before it queues for the client-wide pace again: the
+    server's Retry-After (jittered), else up to `base_backoff`. Not an exponential backoff:
+    the pace spaces every call of the client at the rate the server admits, so a wait that
+    doubled with each 429 only left the unlucky calls asleep (up to `max_backoff`) long after
+    the server would take them, and the end of a batch waited on them (RunComfy documents
+    no Retry-After: 0.65-0.9 N against a server admitting N submits a second)."""
+    if retry_after is not None:
+        return retry_after_delay(policy, retry_after, 0, rng)
+    return rng.uniform(0.0, policy.base_backoff)
 
 
 def retry_after_delay(

@@ -35,6 +35,7 @@ from ._retry import (
     decide,
     delay_before,
     parse_retry_after,
+    rate_limited_delay,
 )
 from ._telemetry import CallProbe, NoTelemetry, Telemetry, about, route_of
 
@@ -211,7 +212,7 @@ class Transport:
             headers["Content-Type"] = "application/json"
         if rate_limit_until is None:
             rate_limit_until = self._clock() + self._retry.rate_limit_patience
-        retry = limited = 0  # retries after failures; waits after 429s (never budgeted)
+        retry = 0  # retries after failures (429s are never budgeted)
         while True:
             if self._limiter is not None:
                 await self._limiter.acquire()
@@ -250,10 +251,9 @@ class Transport:
             if decision is Decision.UNKNOWN_OUTCOME:
                 raise self._unknown(submit_of, failure) from failure
             if judged.rate_limited:  # nothing was done: wait, while the whole pace adapts
-                delay = delay_before(self._retry, judged.retry_after, limited, self._rng)
+                delay = rate_limited_delay(self._retry, judged.retry_after, self._rng)
                 if self._clock() + delay > rate_limit_until:
                     raise failure
-                limited += 1
             else:
                 if retry + 1 >= self._retry.max_attempts or not self.budget.try_spend(
                     timeout=judged.timeout

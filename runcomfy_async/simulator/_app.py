@@ -188,7 +188,8 @@ async def _calls(request: web.Request, handler: _Handler) -> web.StreamResponse:
             response = _fault_answer(rule)
         elif kind == "submit" and (wait := request.app[SUBMITS].take()) is not None:
             response = _json({"error_code": 429001, "error_message": "rate limited"}, 429)
-            response.headers[hdrs.RETRY_AFTER] = f"{wait:.3f}"
+            if backend.config.submit_retry_after:
+                response.headers[hdrs.RETRY_AFTER] = f"{wait:.3f}"
             answered = 429
         elif action == "reset_before_read":
             _drop(request)

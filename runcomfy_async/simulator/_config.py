@@ -88,7 +88,8 @@ class SimulatorConfig:
     `api_key` None accepts any non-empty bearer token. `submit_rate` (submits per second,
     None: no limit) is a token bucket holding up to `submit_burst` submits: a submit with
     no token is answered 429 `{"error_code": 429001}` with `Retry-After` (the seconds until
-    the next token, as a decimal) and creates nothing. `fetch_inputs` makes each submit
+    the next token, as a decimal; none when `submit_retry_after` is False: RunComfy
+    documents no rate-limit header) and creates nothing. `fetch_inputs` makes each submit
     read its file inputs (URLs and data: URIs) as RunComfy does, recording what it got in
     the ledger's `fetched`; an input it cannot read is answered 422 and creates nothing.
     """
@@ -107,6 +108,7 @@ class SimulatorConfig:
     files_base_url: str | None = None
     submit_rate: float | None = None
     submit_burst: float = 1.0
+    submit_retry_after: bool = True
     fetch_inputs: bool = False
     host: str = "127.0.0.1"
     port: int = 0

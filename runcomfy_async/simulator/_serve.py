@@ -40,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--submit-rate", type=float, default=None, help="submits admitted per second (429 else)")
     add("--submit-burst", type=float, default=1.0, help="submits admitted at once (default: 1)")
     add(
+        "--no-retry-after",
+        action="store_true",
+        help="answer rate-limited submits with no Retry-After header",
+    )
+    add(
         "--fetch-inputs",
         action="store_true",
         help="read every file input of a submit (URL or data: URI) as RunComfy does",
@@ -118,6 +123,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         files_base_url=args.files_base_url,
         submit_rate=args.submit_rate,
         submit_burst=args.submit_burst,
+        submit_retry_after=not args.no_retry_after,
         fetch_inputs=args.fetch_inputs,
         host=args.host,
         port=args.port,

@@ -192,3 +192,29 @@ async def test_admin_endpoints_manage_faults_ledger_and_reset(
     assert [r["endpoint"] for r in body["rules"]] == ["cancel"]  # the configured ones return
     _, sub = await call(session, "POST", url, json={"prompt": "a"})
     assert sub["request_id"] != ledger["jobs"][0]["request_id"]  # no id is reused
+
+
+@pytest.mark.parametrize("tell", [True, False], ids=["retry-after", "no-retry-after"])
+async def test_the_submit_rate_limit_admits_its_rate_and_refuses_the_rest_429(
+    start: Start, session: aiohttp.ClientSession, clock: FakeClock, tell: bool
+) -> None:
+    sim = await start(submit_rate=4.0, submit_burst=2.0, submit_retry_after=tell)
+    url = f"{sim.url}/v1/models/{WAN}"
+
+    async def submit() -> tuple[int, str | None]:
+        async with session.post(url, json={"prompt": "a"}, headers=AUTH) as response:
+            body = await response.json()
+            if response.status == 429:
+                assert body["error_code"] == 429001
+            return response.status, response.headers.get("Retry-After")
+
+    assert [await submit() for _ in range(3)] == [
+        (200, None),
+        (200, None),
+        (429, "0.250" if tell else None),  # the next token in 1/4 s
+    ]
+    clock.advance(0.2)
+    assert await submit() == (429, "0.050" if tell else None)
+    clock.advance(0.05)
+    assert (await submit())[0] == 200
+    assert len(sim.ledger.jobs) == 3  # a refused submit creates nothing
