@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yarl
 from aioresponses import CallbackResult, aioresponses
 
 import runcomfy_async as rc
@@ -65,6 +66,27 @@ async def test_429s_spend_no_retry_budget_and_no_attempts(vt: VirtualTime) -> No
         async with make_client(vt, retry=policy, validate=False) as client:
             request = await client.submit(WAN, {"prompt": "x"})
     assert request.request_id == "r1"
+
+
+async def test_a_429_without_retry_after_is_retried_soon_however_many_came_before(
+    vt: VirtualTime,
+) -> None:
+    """RunComfy documents no Retry-After. A 429'd call waited a full-jitter backoff that
+    doubled with each 429 (up to 20 s): against a strict limit the unlucky inputs slept
+    long after the server would take them, and a batch's end waited on them. Now it waits
+    up to `base_backoff` each time; the client-wide pace is what slows the client down."""
+    policy = rc.RetryPolicy(base_backoff=0.5)
+    with aioresponses() as m:
+        for _ in range(12):
+            m.post(SUBMIT, status=429, payload={"error_code": 429001})
+        m.post(SUBMIT, payload={"request_id": "r1"})
+        async with make_client(vt, retry=policy, validate=False) as client:
+            request = await client.submit(WAN, {"prompt": "x"})
+    assert request.request_id == "r1"
+    assert len(m.requests[("POST", yarl.URL(SUBMIT))]) == 13
+    waits = [s for s in vt.sleeps if s > 0.05]  # the retries' waits, not the pace's steps
+    assert waits and max(waits) <= 0.5, waits
+    assert vt.now <= 12 * 0.5
 
 
 async def test_a_plain_call_waits_rate_limits_out_for_its_patience_then_raises(
