@@ -85,7 +85,8 @@ async def test_a_429_without_retry_after_is_retried_soon_however_many_came_befor
     assert request.request_id == "r1"
     assert len(m.requests[("POST", yarl.URL(SUBMIT))]) == 13
     waits = [s for s in vt.sleeps if s > 0.05]  # the retries' waits, not the pace's steps
-    assert waits and max(waits) <= 0.5, waits
+    assert waits
+    assert max(waits) <= 0.5, waits
     assert vt.now <= 12 * 0.5
 
 
