@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import sys
 from collections.abc import AsyncIterator
 
@@ -42,3 +43,7 @@ async def main(url: str, mib: int) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    # obstore's Tokio threads can abort the interpreter's shutdown (SIGABRT) after the work
+    # is done, as the `runcomfy` script knows (runcomfy_async._cli.console): end as it does.
+    sys.stdout.flush()
+    os._exit(0)
