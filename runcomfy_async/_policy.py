@@ -128,10 +128,12 @@ class PollPolicy:
         if running_for <= window.late:
             return self._jittered(dense, rng)
         # A long run, or a window learnt from the first (shortest) runs only: back off gently,
-        # from the dense pace of a model whose runs take as long as this one has run.
+        # but no denser than the dense pace of a model whose runs take as long as this one
+        # has run (a batch's first runs to finish are its shortest).
         beyond = running_for - window.late
-        dense = max(dense, min(self.max_dense_interval, self.latency_fraction * running_for))
-        return self._jittered(min(self.max_interval, dense + self.backoff_per_second * beyond), rng)
+        floor = min(self.max_dense_interval, self.latency_fraction * running_for)
+        backing_off = max(floor, dense + self.backoff_per_second * beyond)
+        return self._jittered(min(self.max_interval, backing_off), rng)
 
     def _landing(self, seconds: float, window: RunWindow, rng: random.Random) -> float:
         """`seconds` to the start of the window, jittered by at most a dense interval's
