@@ -26,7 +26,7 @@ class PollPolicy:
     densely (every `latency_fraction` of the middle of the learnt run times, within
     [`min_interval`, `max_dense_interval`]) until its long runs finish; then backing off
     by `backoff_per_second` per second beyond. Every interval is jittered by ±`jitter`,
-    the first poll of the window only earlier and by little.
+    and the first poll of the window falls anywhere in its first dense interval.
     Run times remembered from an earlier process (Client `run_times`) count as learnt at
     once; until `min_samples` runs of this process confirm them, its first `probes`
     requests of the model are polled as if nothing were known, and a run outside the
@@ -136,10 +136,12 @@ class PollPolicy:
         return self._jittered(min(self.max_interval, backing_off), rng)
 
     def _landing(self, seconds: float, window: RunWindow, rng: random.Random) -> float:
-        """`seconds` to the start of the window, jittered by at most a dense interval's
-        jitter and only earlier: a jitter of the whole skip would find its shortest runs
-        seconds late."""
-        return max(0.0, seconds - self.jitter * self.dense_interval(window) * rng.random())
+        """`seconds` to the start of the window, jittered only later and by at most one
+        dense interval. Polls at the window's very start find next to nothing (few runs end
+        before it), so this costs no latency beyond the dense pace; and it spreads requests
+        submitted together, which landing all at once would queue for the pollers."""
+        spread = min(self.jitter * seconds, self.dense_interval(window))
+        return max(0.0, seconds + spread * rng.random())
 
     def _jittered(self, seconds: float, rng: random.Random) -> float:
         return max(0.0, seconds * rng.uniform(1 - self.jitter, 1 + self.jitter))

@@ -279,12 +279,12 @@ _OVERRUNS = 3  # runs outlasting the remembered window that refute it
 
 def _sample(span: tuple[float, float], window: RunWindow | None, policy: PollPolicy) -> float:
     """The run time (seconds) to learn from a run that took between `span` seconds: the
-    midpoint, but where a skip to the window's start found it over, its end. Runs found
-    over by the first poll of the window are the window's shortest, and the midpoint of
-    the skip would halve them (and refute the window it was polled by)."""
+    midpoint; but where a skip to the window found it over, of the part of the span in the
+    window. Runs found over by the window's first poll are its shortest, and the midpoint
+    of the skip would halve them (and refute the window it was polled by)."""
     low, high = span
     if window is not None and low < window.early and high - low > 2 * policy.dense_interval(window):
-        return high
+        low = min(window.early, high)
     return (low + high) / 2
 
 
