@@ -33,6 +33,7 @@ SCALED = (
     "max_interval",
     "max_dense_interval",
     "max_queue_interval",
+    "max_skip_interval",
     "seconds_per_queue_position",
 )
 NAMES = {WAN: "image", RUNWAY: "video"}

@@ -19,11 +19,14 @@ class PollPolicy:
     Cold (nothing learnt about the model yet): first poll `first_interval` after submit,
     then intervals grow by `growth` up to `max_dense_interval`. While queued, polls are held back
     by `seconds_per_queue_position` per request ahead (up to `max_queue_interval`).
-    Once `min_samples` runs of a model have been timed, a running request is polled at most
-    every `max_interval` until the model's short runs finish; then densely (every
-    `latency_fraction` of the typical run time, within [`min_interval`,
-    `max_dense_interval`]) until its long runs finish; then backing off by
-    `backoff_per_second` per second beyond. Every interval is jittered by ±`jitter`.
+    Once `min_samples` runs of a model have been timed, a running request is looked in on
+    `max_interval` after it started (a bad input fails at once, and a request still queued
+    shows when it starts), then at gaps of four times the time it has run (within
+    [`max_interval`, `max_skip_interval`]), until the model's short runs finish; then
+    densely (every `latency_fraction` of the middle of the learnt run times, within
+    [`min_interval`, `max_dense_interval`]) until its long runs finish; then backing off
+    by `backoff_per_second` per second beyond. Every interval is jittered by ±`jitter`,
+    and the first poll of the window falls anywhere in its first dense interval.
     Run times remembered from an earlier process (Client `run_times`) count as learnt at
     once; until `min_samples` runs of this process confirm them, its first `probes`
     requests of the model are polled as if nothing were known, and a run outside the
@@ -39,6 +42,7 @@ class PollPolicy:
     backoff_per_second: float = 0.03
     seconds_per_queue_position: float = 0.5
     max_queue_interval: float = 15.0
+    max_skip_interval: float = 60.0
     min_samples: int = 5
     jitter: float = 0.1
     probes: int = 5
@@ -52,6 +56,7 @@ class PollPolicy:
             "backoff_per_second",
             "seconds_per_queue_position",
             "max_queue_interval",
+            "max_skip_interval",
         )
         for name in durations:  # an infinite interval would leave a request unpolled
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
@@ -88,7 +93,21 @@ class PollPolicy:
         """Seconds from submit to the first poll."""
         if window is None:
             return self._jittered(self.first_interval, rng)
-        return self._jittered(min(self.max_interval, max(self.first_interval, window.early)), rng)
+        reach = min(self.max_interval + self.dense_interval(window), self.max_skip_interval)
+        if window.early <= max(self.max_interval, reach):  # a look-in would be in the window
+            return self._landing(max(self.first_interval, window.early), window, rng)
+        return self._jittered(self.max_interval, rng)
+
+    def dense_interval(self, window: RunWindow) -> float:
+        """Seconds between polls while the model's runs usually end (before jitter).
+
+        A fraction of the middle of the window, not of its median: while a batch runs, its
+        runs finish shortest first, and their samples pull the median down (the dense pace
+        with it) long before the window's bounds move.
+        """
+        middle = (window.early + window.late) / 2
+        dense = max(self.min_interval, self.latency_fraction * middle)
+        return min(self.max_dense_interval, dense)
 
     def running_delay(
         self, running_for: float, polls: int, window: RunWindow | None, rng: random.Random
@@ -96,18 +115,33 @@ class PollPolicy:
         """Seconds to the next poll of a request that has been running `running_for` s."""
         if window is None:
             return self.next_interval(polls, None, rng)
-        dense = min(
-            self.max_dense_interval, max(self.min_interval, self.latency_fraction * window.typical)
-        )
+        dense = self.dense_interval(window)
         if running_for < window.early - dense:
             # Nothing usually finishes this early: skip ahead, but look in now and then, as
-            # failures can come early.
-            return min(self.max_interval, window.early - running_for)
+            # failures can come early. The gaps grow with the time run (a failure is seen
+            # within about five times the time it took), so a long model's requests cost a
+            # look-in or two, not one every `max_interval`.
+            skip = window.early - running_for
+            grown = min(self.max_skip_interval, _LOOK_IN_GROWTH * running_for)
+            gap = max(self.max_interval, grown)
+            return self._landing(skip, window, rng) if skip <= gap else gap
         if running_for <= window.late:
             return self._jittered(dense, rng)
-        # A long run, or a window learnt from the first (shortest) runs only: back off gently.
+        # A long run, or a window learnt from the first (shortest) runs only: back off gently,
+        # but no denser than the dense pace of a model whose runs take as long as this one
+        # has run (a batch's first runs to finish are its shortest).
         beyond = running_for - window.late
-        return self._jittered(min(self.max_interval, dense + self.backoff_per_second * beyond), rng)
+        floor = min(self.max_dense_interval, self.latency_fraction * running_for)
+        backing_off = max(floor, dense + self.backoff_per_second * beyond)
+        return self._jittered(min(self.max_interval, backing_off), rng)
+
+    def _landing(self, seconds: float, window: RunWindow, rng: random.Random) -> float:
+        """`seconds` to the start of the window, jittered only later and by at most one
+        dense interval. Polls at the window's very start find next to nothing (few runs end
+        before it), so this costs no latency beyond the dense pace; and it spreads requests
+        submitted together, which landing all at once would queue for the pollers."""
+        spread = min(self.jitter * seconds, self.dense_interval(window))
+        return max(0.0, seconds + spread * rng.random())
 
     def _jittered(self, seconds: float, rng: random.Random) -> float:
         return max(0.0, seconds * rng.uniform(1 - self.jitter, 1 + self.jitter))
@@ -192,7 +226,18 @@ class RunTimes:
         if n < min_samples:
             return None
         typical = self._sorted[n // 2]
-        pad = self._margin * typical
+        pad = self._margin * typical * _pad_share(n, min_samples)
         early = self._sorted[int(self._low * (n - 1))]
         late = self._sorted[math.ceil(self._high * (n - 1))]
         return RunWindow(early=max(0.0, early - pad), typical=typical, late=late + pad)
+
+
+def _pad_share(samples: int, few: int) -> float:
+    """How much of the margin pads a window estimated from `samples` run times: all of it
+    from `few`, shrinking as the estimate of the quantiles firms up."""
+    return min(1.0, math.sqrt(few / samples))
+
+
+# Before a learnt window opens, a running request is looked in on `max_interval` after it
+# started, then at gaps of this many times the time it has run.
+_LOOK_IN_GROWTH = 4.0

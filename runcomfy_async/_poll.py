@@ -135,6 +135,7 @@ class Scheduler:
         return times.window(self._policy.min_samples) if times is not None else None
 
     def _finish(self, tracker: Tracker, outcome: Outcome, *, learn: bool = True) -> None:
+        window = self._window(tracker.model_id, tracker)  # what it was polled by
         self._live.discard(tracker)
         self._probing.discard(tracker)
         tracker.version += 1
@@ -142,13 +143,14 @@ class Scheduler:
         if model is not None:
             self._by_model.get(model, set()).discard(tracker)
             self._overruns.get(model, set()).discard(tracker)
-        seconds = tracker.run_time() if learn and model is not None else None
-        if model is not None and seconds is not None and tracker.state is not State.CANCELLED:
+        span = tracker.run_time_range() if learn and model is not None else None
+        if model is not None and span is not None and tracker.state is not State.CANCELLED:
             times = self._times.setdefault(model, RunTimes())
             unconfirmed = self._unconfirmed(model)
             remembered = times.window(self._policy.min_samples) if unconfirmed else None
+            seconds = _sample(span, window, self._policy)
             times.add(seconds)
-            if remembered is not None and _refutes(seconds, remembered):
+            if remembered is not None and _refutes(span, remembered):
                 self._relearn(model, f"a run took {seconds:.1f} s", remembered)
             elif times.count in _REPLAN_AT:
                 self._replan(model)
@@ -275,11 +277,22 @@ _COALESCE = 0.02  # seconds
 _OVERRUNS = 3  # runs outlasting the remembered window that refute it
 
 
-def _refutes(seconds: float, remembered: RunWindow) -> bool:
-    """Whether a run of `seconds` says the remembered window no longer holds: beyond it by
-    more than a tenth of the typical run (a poll-timed run is only known so closely)."""
+def _sample(span: tuple[float, float], window: RunWindow | None, policy: PollPolicy) -> float:
+    """The run time (seconds) to learn from a run that took between `span` seconds: the
+    midpoint; but where a skip to the window found it over, of the part of the span in the
+    window. Runs found over by the window's first poll are its shortest, and the midpoint
+    of the skip would halve them (and refute the window it was polled by)."""
+    low, high = span
+    if window is not None and low < window.early and high - low > 2 * policy.dense_interval(window):
+        low = min(window.early, high)
+    return (low + high) / 2
+
+
+def _refutes(span: tuple[float, float], remembered: RunWindow) -> bool:
+    """Whether a run that took between `span` seconds says the remembered window no longer
+    holds: all of the span beyond it by more than a tenth of the typical run."""
     slack = 0.1 * remembered.typical
-    return seconds < remembered.early - slack or seconds > remembered.late + slack
+    return span[1] < remembered.early - slack or span[0] > remembered.late + slack
 
 
 # Learnt run times re-plan scheduled polls when the sample count reaches one of these.

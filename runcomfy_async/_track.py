@@ -63,6 +63,8 @@ class Tracker:
         "anchor",
         "confirmations",
         "deadline",
+        "ended_after",
+        "ended_by",
         "finished",
         "fresh_until",
         "last_poll_at",
@@ -78,7 +80,6 @@ class Tracker:
         "running_polls",
         "state",
         "submitted_at",
-        "terminal_seen_at",
         "version",
     )
 
@@ -110,7 +111,8 @@ class Tracker:
         self.last_poll_at: float | None = None
         self.queued_seen_at: float | None = None
         self.anchor: float | None = None  # estimated clock time the run started
-        self.terminal_seen_at: float | None = None
+        self.ended_after: float | None = None  # clock times between which the run ended
+        self.ended_by: float | None = None
         self.version = 0  # bumped on every (re)schedule: older heap entries are stale
         self.outcome: Outcome | None = None
         self._done = anyio.Event()
@@ -148,10 +150,11 @@ class Tracker:
                 self.anchor = (self.queued_seen_at + now) / 2  # started between the two polls
             elif self.submitted_at is not None:
                 self.anchor = self.submitted_at  # never seen queued: it ran at once
-        if state.is_terminal and self.terminal_seen_at is None:
-            # It finished between the last poll (or the start) and this one: the midpoint.
+        if state.is_terminal and self.ended_by is None:
+            # It finished between the last poll (or the start) and this one.
             since = prev_poll if prev_poll is not None else self.anchor
-            self.terminal_seen_at = (since + now) / 2 if since is not None else None
+            if since is not None:
+                self.ended_after, self.ended_by = since, now
         if state is State.IN_PROGRESS:
             self.running_polls += 1
         self.state, self.queue_position, self.last_poll_at = state, queue_position, now
@@ -182,10 +185,17 @@ class Tracker:
         return about(self.request_id, self.model_id)
 
     def run_time(self) -> float | None:
-        """Seconds the run took, as well as the polls can tell, once it is over."""
-        if self.anchor is None or self.terminal_seen_at is None:
+        """Seconds the run took, as well as the polls can tell (the midpoint of
+        `run_time_range`), once it is over."""
+        span = self.run_time_range()
+        return None if span is None else (span[0] + span[1]) / 2
+
+    def run_time_range(self) -> tuple[float, float] | None:
+        """The shortest and longest the run can have taken (seconds), once it is over: it
+        ended between the last poll that saw it running (or its start) and the next."""
+        if self.anchor is None or self.ended_after is None or self.ended_by is None:
             return None
-        return self.terminal_seen_at - self.anchor
+        return max(0.0, self.ended_after - self.anchor), self.ended_by - self.anchor
 
 
 def of_model(result: Result, submitted_model_id: str | None) -> Result:

@@ -112,7 +112,10 @@ async def test_async_iterables_keys_progress_and_changes() -> None:
         seen[change.key].append(change.state)
     for states in seen.values():
         assert states[-1] is rc.State.SUCCEEDED
-        assert rc.State.IN_QUEUE in states or rc.State.IN_PROGRESS in states
+    # Queued and running are reported as polls see them; once the run times are learnt, a
+    # request is first polled when the shortest runs end, so some go straight to completed.
+    between = (rc.State.IN_QUEUE, rc.State.IN_PROGRESS)
+    assert any(state in between for states in seen.values() for state in states)
 
 
 async def queued_batch(sim: Simulator, client: rc.Client) -> rc.Batch:

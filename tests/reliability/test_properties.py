@@ -329,6 +329,7 @@ def policies(draw: st.DrawFn) -> rc.PollPolicy:
         backoff_per_second=draw(st.floats(0, 1e3)),
         seconds_per_queue_position=draw(_durations),
         max_queue_interval=draw(_durations),
+        max_skip_interval=draw(_durations),
         jitter=draw(st.floats(0, 0.99)),
         min_samples=draw(st.integers(1, 1000)),
     )
@@ -363,6 +364,7 @@ def test_poll_delays_are_finite_non_negative_and_within_the_caps(
         policy.max_dense_interval,
         policy.max_interval,
         policy.max_queue_interval,
+        policy.max_skip_interval,
     ) * (1 + policy.jitter)
     for delay in (
         policy.next_interval(polls, queue, rng),

@@ -74,13 +74,42 @@ def test_polls_are_dense_inside_the_window_and_back_off_after() -> None:
     window = learnt(1.0, 3.0)
     rng = random.Random(0)
     inside = policy.running_delay(2.0, 3, window, rng)
-    assert inside == pytest.approx(max(policy.min_interval, 0.1 * window.typical))
+    middle = (window.early + window.late) / 2
+    assert inside == pytest.approx(max(policy.min_interval, 0.1 * middle))
     beyond = [policy.running_delay(window.late + t, 3, window, rng) for t in (1, 10, 100, 1e4)]
     assert beyond == sorted(beyond)
     assert beyond[0] > inside
     assert beyond[-1] == pytest.approx(policy.max_interval)
     slow = learnt(45.0, 135.0)
     assert policy.running_delay(90.0, 3, slow, rng) == pytest.approx(2.0)  # capped dense pace
+
+
+def poll_times(policy: rc.PollPolicy, window: RunWindow, until: float, seed: int) -> list[float]:
+    """When a request running from 0 s is polled, up to `until` s."""
+    rng = random.Random(seed)
+    times = [policy.first_delay(window, rng)]
+    while times[-1] < until:
+        times.append(times[-1] + policy.running_delay(times[-1], len(times), window, rng))
+    return times
+
+
+def test_a_long_model_is_looked_in_on_once_before_its_runs_end_and_failures_still_show() -> None:
+    policy = rc.PollPolicy()
+    window = learnt(45.0, 135.0)
+    for seed in range(20):
+        times = poll_times(policy, window, 140.0, seed)
+        before = [t for t in times if t < window.early - policy.max_dense_interval]
+        assert len(before) == 1  # not one every max_interval: each costs a call per request
+        for failed_at in (0.5, 3.0, 12.0, 30.0):  # soon, and by the window
+            seen = min(t for t in times if t >= failed_at)
+            assert seen <= max(policy.max_interval * (1 + policy.jitter), 5 * failed_at)
+            assert seen <= window.early + policy.max_dense_interval
+    very_long = learnt(600.0, 1200.0)  # the gaps grow with the time run, up to a cap
+    times = poll_times(policy, very_long, very_long.early, 0)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert max(gaps) == pytest.approx(policy.max_skip_interval)
+    for failed_at in (1.0, 20.0, 100.0):
+        assert min(t for t in times if t >= failed_at) <= max(11.0, 5 * failed_at)
 
 
 def test_first_poll_waits_for_the_shortest_runs_once_learnt() -> None:
@@ -111,7 +140,7 @@ def test_every_delay_is_finite_and_non_negative(
         policy.first_delay(window, rng),
         policy.next_interval(polls, polls, rng),
     ):
-        longest = max(policy.max_interval, policy.max_queue_interval)
+        longest = max(policy.max_interval, policy.max_queue_interval, policy.max_skip_interval)
         assert 0 <= delay <= longest * (1 + policy.jitter)
         assert math.isfinite(delay)
 

@@ -8,6 +8,7 @@ import logging
 import math
 import random
 import statistics
+from collections import Counter
 from pathlib import Path
 
 import anyio
@@ -46,7 +47,8 @@ class FakeRunComfy:
     def __init__(self, time: Time) -> None:
         self.time = time
         self.ends: dict[str, float] = {}
-        self.status_calls = 0
+        self.model_of: dict[str, str] = {}
+        self.status_calls: Counter[str] = Counter()  # per model
 
     def submit(self, run_time: float) -> str:
         rid = f"r{len(self.ends)}"
@@ -55,7 +57,7 @@ class FakeRunComfy:
 
     async def status(self, rid: str, /) -> Status:
         await anyio.lowlevel.checkpoint()
-        self.status_calls += 1
+        self.status_calls[self.model_of[rid]] += 1
         done = self.time.now >= self.ends[rid]
         return Status(rid, State.COMPLETED if done else State.IN_PROGRESS)
 
@@ -72,6 +74,16 @@ async def run_batch(
 ) -> tuple[float, float]:
     """One new "process" (a poller pool) that starts from `cache`, runs the requests
     (submitted together) and saves what it learnt: (status calls per request, p95 latency)."""
+    by_model = await run_mix(cache, [(MODEL, seconds) for seconds in run_times], seed=seed)
+    calls, latencies = by_model[MODEL]
+    return calls / len(run_times), statistics.quantiles(latencies, n=20)[-1]
+
+
+async def run_mix(
+    cache: RunTimesFile | None, jobs: list[tuple[str, float]], *, seed: int = 0
+) -> dict[str, tuple[int, list[float]]]:
+    """`run_batch` for requests of several models (model id, run time in seconds): per
+    model, (status calls, detection latencies in seconds)."""
     time = Time()
     api = FakeRunComfy(time)
     scheduler = Scheduler(
@@ -85,16 +97,18 @@ async def run_batch(
     )
     if cache is not None:
         scheduler.seed(cache.load())
-    latencies: list[float] = []
+    latencies: dict[str, list[float]] = {model: [] for model, _ in jobs}
 
     def done(tracker: Tracker) -> None:
-        latencies.append(time.now - api.ends[tracker.request_id])
+        assert tracker.model_id is not None
+        latencies[tracker.model_id].append(time.now - api.ends[tracker.request_id])
 
     async with anyio.create_task_group() as group:
         group.start_soon(scheduler.run)
         trackers = []
-        for seconds in run_times:
-            tracker = Tracker(api.submit(seconds), model_id=MODEL, submitted_at=time.now)
+        for model, seconds in jobs:
+            tracker = Tracker(api.submit(seconds), model_id=model, submitted_at=time.now)
+            api.model_of[tracker.request_id] = model
             tracker.on_done = done
             scheduler.track(tracker)
             trackers.append(tracker)
@@ -103,7 +117,7 @@ async def run_batch(
         group.cancel_scope.cancel()
     if cache is not None:
         cache.save(scheduler.learnt())
-    return api.status_calls / len(run_times), statistics.quantiles(latencies, n=20)[-1]
+    return {model: (api.status_calls[model], seen) for model, seen in latencies.items()}
 
 
 def runs(low: float, high: float, n: int = 100, seed: int = 1) -> list[float]:
@@ -133,6 +147,58 @@ async def test_a_new_process_polls_warm_from_the_cache_an_earlier_one_wrote(
     assert warm_calls <= 0.75 * cold_calls  # the polls before the shortest runs are saved
     assert warm_calls <= 0.8 * fixed_calls
     assert warm_p95 <= fixed_p95 * 1.05
+
+
+IMAGES, VIDEOS = "wan-ai/wan-2-2/text-to-image", "runway/gen-4/image-to-video"
+
+
+def image_and_video_mix(seed: int) -> list[tuple[str, float]]:
+    """bench_realistic.py's batch: 100 images of 10-30 s and 100 videos of 45-135 s."""
+    rng = random.Random(seed)
+    images = [(IMAGES, rng.uniform(10.0, 30.0)) for _ in range(100)]
+    return images + [(VIDEOS, rng.uniform(45.0, 135.0)) for _ in range(100)]
+
+
+async def test_a_new_process_from_the_cache_polls_images_and_videos_at_0_6x_the_fixed_poll(
+    tmp_path: Path,
+) -> None:
+    # The issue's targets: a new process from the cache makes <= 0.6x the status calls of
+    # RunComfy's fixed 2 s poll at <= 1.05x its p95 latency; without a cache, <= 1.1x.
+    cold_calls = cached_calls = fixed_calls = 0.0
+    cached_latencies: list[float] = []
+    fixed_waits: list[float] = []
+    for seed in range(4):  # over several batches: the figures of one are noisy
+        cache = RunTimesFile(tmp_path / f"run_times_{seed}.json")
+        earlier = image_and_video_mix(100 + seed)
+        cold = await run_mix(cache, earlier, seed=seed)
+        cold_calls += sum(calls for calls, _ in cold.values()) / fixed_poll_calls(earlier)
+        batch = image_and_video_mix(200 + seed)
+        cached = await run_mix(cache, batch, seed=seed + 50)
+        cached_calls += sum(calls for calls, _ in cached.values())
+        cached_latencies += [seen for _, latencies in cached.values() for seen in latencies]
+        fixed_calls += fixed_poll_calls(batch)
+        fixed_waits += [2.0 * (math.floor(t / 2.0) + 1) - t for _, t in batch]
+    p95, fixed_p95 = (statistics.quantiles(x, n=20)[-1] for x in (cached_latencies, fixed_waits))
+    assert cached_calls <= 0.6 * fixed_calls
+    assert p95 <= 1.05 * fixed_p95
+    assert cold_calls / 4 <= 1.1
+
+
+def fixed_poll_calls(jobs: list[tuple[str, float]]) -> float:
+    """Status calls of a poll every 2 s from submit for all of `jobs`."""
+    return sum(math.floor(seconds / 2.0) + 1 for _, seconds in jobs)
+
+
+async def test_runs_as_long_as_remembered_keep_the_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = RunTimesFile(tmp_path / "run_times.json")
+    cache.save({MODEL: runs(10.0, 30.0, n=64)})
+    with caplog.at_level(logging.INFO, logger="runcomfy_async"):
+        for seed in range(3):  # the runs found over at the window's first poll included
+            await run_batch(cache, runs(10.0, 30.0, seed=10 + seed), seed=seed)
+    assert not [r for r in caplog.records if "learning its run times anew" in r.getMessage()]
+    assert min(cache.load()[MODEL]) >= 9.0  # nor did they teach it shorter runs
 
 
 async def test_stale_run_times_are_corrected_without_costing_latency(tmp_path: Path) -> None:
