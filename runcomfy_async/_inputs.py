@@ -18,6 +18,7 @@ from ._messages import not_one_of, plain, unknown_field, value_at
 __all__ = ["ModelInput"]
 
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+")
+_CHECKED_IDS: set[str] = set()  # model ids found well-formed, up to 1,024 kept
 _ENCODER = msgspec.json.Encoder()
 #: RunComfy refuses submit bodies over 64 MiB (its own nodes check before sending).
 MAX_SUBMIT_BYTES = 64 * 1024 * 1024
@@ -208,9 +209,13 @@ def _mib(size: int) -> str:
 
 def check_model_id(model_id: str) -> str:
     """A RunComfy model id such as `wan-ai/wan-2-2/text-to-image`, or InvalidInputError."""
+    if isinstance(model_id, str) and model_id in _CHECKED_IDS:  # a batch's few, many times
+        return model_id
     if not isinstance(model_id, str) or not _MODEL_ID.fullmatch(model_id) or ".." in model_id:
         raise InvalidInputError(
             f"{model_id!r} is not a RunComfy model id (like 'wan-ai/wan-2-2/text-to-image')",
             model_id=model_id,
         )
+    if len(_CHECKED_IDS) < 1024:
+        _CHECKED_IDS.add(model_id)
     return model_id

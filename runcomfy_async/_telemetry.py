@@ -97,7 +97,14 @@ class Telemetry(Protocol):
 
 
 class _Nothing:
-    """Every probe of the no-op telemetry."""
+    """Every probe of the no-op telemetry, and the context that hands it out (a generator
+    context manager cost two calls of each submit ~3 us)."""
+
+    def __enter__(self) -> _Nothing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
     def answered(self, status_code: int) -> None:
         pass
@@ -121,13 +128,11 @@ _NOTHING = _Nothing()
 class NoTelemetry:
     """The default: every hook does nothing."""
 
-    @contextmanager
-    def call(self, kind: str, method: str, path: str) -> Iterator[CallProbe]:
-        yield _NOTHING
+    def call(self, kind: str, method: str, path: str) -> AbstractContextManager[CallProbe]:
+        return _NOTHING
 
-    @contextmanager
-    def submit(self, model_id: str) -> Iterator[SubmitProbe]:
-        yield _NOTHING
+    def submit(self, model_id: str) -> AbstractContextManager[SubmitProbe]:
+        return _NOTHING
 
     def observed(self, request_id: str, state: State) -> None:
         pass

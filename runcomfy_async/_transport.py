@@ -232,11 +232,12 @@ class Transport:
                     timeout=reply.timeout,
                 )
             else:
-                logger.debug(
-                    "%s %s -> HTTP %d (%d bytes)",
-                    *(method, path, reply.status, len(reply.raw)),
-                    extra=_about_path(path),
-                )
+                if logger.isEnabledFor(logging.DEBUG):  # its `extra` parses the path
+                    logger.debug(
+                        "%s %s -> HTTP %d (%d bytes)",
+                        *(method, path, reply.status, len(reply.raw)),
+                        extra=_about_path(path),
+                    )
                 probe.answered(reply.status)
                 decoded = self._judge(kind, method, path, reply, decoder)
                 if not isinstance(decoded, _Judged):
