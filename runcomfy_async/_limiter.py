@@ -232,8 +232,8 @@ class AdaptiveRate:
                 # A probe past the last rate that worked met a 429: it failed. Back at once:
                 # against a strict limit, calls a little too fast are refused every other
                 # one, so judging the probe over a whole epoch cost half an epoch's calls.
-                pace.wait = min(2 * pace.wait + 1, 8)
-                pace.clean, pace.peak = 0, None
+                pace.clean = 0
+                self._probe_failed(pace)
                 self._next(pace, pace.good)
                 return
         else:
@@ -257,6 +257,7 @@ class AdaptiveRate:
     def _judge(self, pace: _Pace, now: float, span: float) -> None:
         rate = pace.rate
         assert rate is not None
+        lately = self._admitted(pace, now)  # calls/s admitted over the last ADMITS s
         sent = pace.sent / span
         refused = pace.limited / (pace.ok + pace.limited)
         binding = sent >= 0.8 * rate
@@ -318,19 +319,24 @@ class AdaptiveRate:
                 pace.capped, pace.clean, pace.wait, pace.good = False, 0, 0, None
             else:
                 pace.capped, pace.clean, pace.trust = True, 0, 0
-                admitted = self._admitted(pace, now)
-                target = (1.0 - self._margin) * admitted
+                target = (1.0 - self._margin) * lately
                 if pace.good is not None and pace.good < rate:
                     # A probe past a rate that worked failed: back to it, probe later.
                     new = max(pace.good, target)
-                    pace.peak = None
-                    pace.wait = min(2 * pace.wait + 1, 8)
+                    self._probe_failed(pace)
                 else:
                     new = target if followed else max(target, 0.5 * rate)
                     pace.good, pace.wait = None, 0
         pace.history.append((sent, refused, pace.ok / span, pace.ok))
-        pace.peak = max(pace.peak or 0.0, self._admitted(pace, now))
+        pace.peak = max(pace.peak or 0.0, lately)
         self._next(pace, max(self._min_rate, new))
+
+    @staticmethod
+    def _probe_failed(pace: _Pace) -> None:
+        """A probe past the last rate that worked met 429s: hold longer before the next,
+        and forget the peak that invited it."""
+        pace.wait = min(2 * pace.wait + 1, 8)
+        pace.peak = None
 
     def _admitted(self, pace: _Pace, now: float) -> float:
         """Calls per second the server admitted lately (answers other than 429)."""
