@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
+import anyio.lowlevel
 
 from ._batch_core import Core, Phase
 from ._batch_submit import Submits
@@ -278,7 +279,7 @@ class Engine:
                         core.reading.deadline = anyio.current_time() + left
                     position = 0
                     try:
-                        async for value in _each(core.inputs, core.slots):
+                        async for value in _each(core.inputs, core.slots, core.sending):
                             core.reads += 1
                             submits.start_soon(self.submits.run_one, position, value)
                             position += 1
@@ -298,26 +299,54 @@ class Engine:
 
 
 async def _each(
-    inputs: Iterable[BatchInput] | AsyncIterable[BatchInput], slots: anyio.Semaphore
+    inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
+    slots: anyio.Semaphore,
+    sending: anyio.Semaphore,
 ) -> AsyncIterator[Any]:
-    """Each input, read lazily, only once a slot is free for it."""
+    """Each input, read lazily, only once a slot is free for it, and handed out once it may
+    be sent (`sending`, released by its submit's task).
+
+    Free semaphores are taken without yielding to the event loop (a checkpoint every
+    `_BURST` inputs keeps the loop responsive and the reading cancellable): with polls of the
+    inputs already sent ready on every loop turn, one input read a turn held 10,000 submits
+    to about 3 on the wire at a time, and their span to twice a raw loop's."""
+    taken = 0
+
+    async def take(semaphore: anyio.Semaphore) -> None:
+        # Cancelled (the reading stopped) at either await, nothing was taken or read.
+        nonlocal taken
+        taken += 1
+        if taken % _BURST == 0:
+            await anyio.lowlevel.checkpoint()
+        try:
+            semaphore.acquire_nowait()
+        except anyio.WouldBlock:
+            await semaphore.acquire()
+
     if isinstance(inputs, AsyncIterable):
         iterator = aiter(inputs)
         while True:
-            await slots.acquire()
+            await take(slots)
+            await take(sending)
             try:
                 value = await anext(iterator)
             except StopAsyncIteration:
                 slots.release()
+                sending.release()
                 return
             yield value
     else:
         items = iter(inputs)
         while True:
-            await slots.acquire()
+            await take(slots)
+            await take(sending)
             try:
                 value = next(items)
             except StopIteration:
                 slots.release()
+                sending.release()
                 return
             yield value
+
+
+_BURST = 256  # semaphores taken between two checkpoints while they are free

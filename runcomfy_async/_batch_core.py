@@ -59,6 +59,10 @@ class Core:
         self.progress = Progress()
         self.unfinished: list[str] = []  # request_ids left running when the batch ended early
         self.slots = anyio.Semaphore(options.max_in_flight)
+        # Inputs between reading and acceptance (checks, the submit): more than the pool
+        # can send at once only wait in aiohttp's queue, each holding its request's state
+        # (10,000 at once: 175 MiB against 62).
+        self.sending = anyio.Semaphore(max(32, runtime.transport.connections))
         self.deadline: float | None = None  # runtime clock time the batch's timeout ends
         self.journal: BatchJournal = NullJournal()  # the real one from start() to the end
         self.run_times = JournalRunTimes(runtime.scheduler)  # kept in the journal too

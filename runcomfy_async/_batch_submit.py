@@ -61,6 +61,8 @@ class Submits:
             raise
         except Exception as exc:
             await self.core.broke(job, "sending it", exc)
+        finally:
+            self.core.sending.release()  # taken by the feeder before it started this
 
     async def _submit(self, job: Job) -> None:
         core, value = self.core, job.input

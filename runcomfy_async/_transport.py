@@ -164,6 +164,11 @@ class Transport:
         """`text` without the client's key in any form (see Secret.scrub)."""
         return self._key.scrub(text)
 
+    @property
+    def connections(self) -> int:
+        """The connection pool's size (`max_connections`)."""
+        return self._max_connections
+
     async def call(
         self,
         kind: CallKind,
