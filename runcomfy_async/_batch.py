@@ -92,7 +92,7 @@ class Batch:
         if engine.core.phase in (Phase.RUNNING, Phase.CUT):
             # The loop or the client may be gone already: then there is nothing to cancel.
             with contextlib.suppress(Exception):
-                engine.core.runtime.spawn(engine.aclose)
+                engine.core.runtime.spawn(engine.aclose, finish=True)
 
 
 class Engine:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import anyio
@@ -20,11 +21,14 @@ from ._errors import (
 from ._items import BUCKET, Job
 from ._rows import Entry
 from ._runtime import Submitted
+from ._service import Work
 from ._sink import file_records
 from ._track import EXPIRED, Tracker, cancel_quietly
 from ._wire import Result, State
 
 __all__ = ["Tracking"]
+
+logger = logging.getLogger("runcomfy_async")
 
 
 class Tracking:
@@ -40,11 +44,11 @@ class Tracking:
         core = self.core
         job.request_id = rid = request.request_id
         if core.closed:  # the batch ended while this submit was in flight
-            if core.journal.durable:  # its cancel is journaled before the journal closes
-                core.writing()
-                core.runtime.spawn(lambda: self._release_late(rid, job))
-            else:
-                core.runtime.spawn(lambda: self.release(rid, None, job, tell=False))
+            # Its cancel is journaled before the journal closes, and the batch's end (and
+            # the client's close) waits for it.
+            if not self._write_later(lambda: self._release_late(rid, job)):
+                core.unfinished.append(rid)  # the client closed: nobody can cancel it now
+                logger.warning("request %s landed after the client closed; it goes on", rid)
             return
         core.move(job, "submitted", None)
         tracker = core.runtime.tracker(request, deadline=None)
@@ -70,14 +74,21 @@ class Tracking:
             return
         # The outcome is written before its item is made, in the background (a journal may
         # be a server); the journal stays open until it is.
-        core.writing()
+        if not self._write_later(lambda: self._write_then_settle(job, tracker)):
+            self._settle_now(job, tracker)  # without the write: a rerun re-attaches to it
+
+    def _write_later(self, work: Work) -> bool:
+        """Run `work`, which writes to the journal, in the background: the journal stays
+        open, and the batch's end and the client's close wait for it. False if the client
+        is closed (then it does not run)."""
+        self.core.writing()
         try:
-            spawned = core.runtime.spawn(lambda: self._write_then_settle(job, tracker))
+            spawned = self.core.runtime.spawn(work, finish=True)
         except RunComfyError:  # the client is closed
             spawned = False
-        if not spawned:  # the item without the write: a rerun re-attaches to the request
-            core.written()
-            self._settle_now(job, tracker)
+        if not spawned:
+            self.core.written()
+        return spawned
 
     async def _write_then_settle(self, job: Job, tracker: Tracker) -> None:
         outcome = tracker.outcome
@@ -125,7 +136,9 @@ class Tracking:
             cancel = queued and core.options.cancel_on_exit
             if cancel:
                 rid = tracker.request_id
-                core.runtime.spawn(lambda: self.abandon(rid, State.IN_QUEUE, job, report=False))
+                core.runtime.spawn(
+                    lambda: self.abandon(rid, State.IN_QUEUE, job, report=False), finish=True
+                )
             where = "was queued: cancelled" if cancel else "goes on"
             error: RunComfyError = WaitTimeoutError(
                 f"request {tracker.request_id} did not finish within the batch timeout of "

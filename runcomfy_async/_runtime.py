@@ -133,14 +133,17 @@ class Runtime:
             self._scheduler.seed(self.run_times.load())
 
     async def close(self) -> None:
-        """Interrupt the running batches (within the cancel grace), stop the background
-        service, close the download session, then the transport."""
+        """Interrupt the running batches (within the cancel grace), let the background work
+        that must end end (cancels, batches closing: `spawn(finish=True)`), stop the
+        background service, close the download session, then the transport."""
         try:
             with anyio.CancelScope(shield=True):  # bounded by the cancel grace
                 async with anyio.create_task_group() as group:
                     for batch in list(self.batches):
                         group.start_soon(batch.interrupt)
-            await self._service.close()
+            # A batch's end waits for its late submits (one grace), then cancels what is
+            # queued, each cancel within a grace and its landing within another.
+            await self._service.close(linger=3 * self.settings.cancel_grace + 1.0)
             if self.run_times is not None:
                 self.run_times.save(self._scheduler.learnt())
             downloader, self._downloader = self._downloader, None
@@ -150,11 +153,12 @@ class Runtime:
             await self.transport.close()
             self.telemetry.close()
 
-    def spawn(self, work: Work) -> bool:
+    def spawn(self, work: Work, *, finish: bool = False) -> bool:
         """Run `work` in the background service, which close() ends and awaits; False
-        when it was dropped (closing)."""
+        when it was dropped (closing). With `finish` (it lets go of billed requests),
+        close() lets it end first, within a bound."""
         self.transport.check_open()
-        return self._service.spawn(work)
+        return self._service.spawn(work, finish=finish)
 
     # ------------------------------------------------------------------ submits
 

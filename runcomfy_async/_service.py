@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import Callable, Coroutine
@@ -24,6 +25,10 @@ class Service:
     different tasks (as web frameworks' startup and cleanup hooks and test fixtures do);
     close() cancels it and waits for it, so nothing outlives the client. From close() until
     open(), nothing starts: work handed over meanwhile is dropped (it is logged).
+
+    Work spawned with `finish` (a cancel of a request still queued, a batch's own end) is
+    let run to its end by close() first, within close()'s `linger`: cut, it would leave a
+    billed request running that nobody tracks.
     """
 
     def __init__(self, main: Work, *, name: str) -> None:
@@ -33,6 +38,8 @@ class Service:
         self._send: MemoryObjectSendStream[Work] | None = None
         self._receive: MemoryObjectReceiveStream[Work] | None = None
         self.closed = False
+        self._finishing = 0  # `finish` work spawned and not ended
+        self._finished: anyio.Event | None = None  # set when _finishing drops to 0
 
     @property
     def running(self) -> bool:
@@ -51,19 +58,35 @@ class Service:
             self._run(self._receive), name=self._name
         )
 
-    def spawn(self, work: Work) -> bool:
+    def spawn(self, work: Work, *, finish: bool = False) -> bool:
         """Run `work` in the service (starting it if needed); never blocks. False when it
-        was dropped (the service is closing)."""
+        was dropped (the service is closing). With `finish`, close() waits for it."""
         self.start()
         if self.closed or self._send is None:
             logger.debug("the client is closing: background work %r dropped", work)
             return False
+        if finish:
+            self._finishing += 1
+            work = functools.partial(self._to_the_end, work)
         self._send.send_nowait(work)
         return True
 
-    async def close(self) -> None:
-        """Cancel everything the service runs and wait until it has stopped."""
-        self.closed = True  # before the first await: nothing may start from here on
+    async def _to_the_end(self, work: Work) -> None:
+        try:
+            await work()
+        finally:
+            self._finishing -= 1
+            if not self._finishing and self._finished is not None:
+                self._finished.set()
+
+    async def close(self, *, linger: float = 0.0) -> None:
+        """Let the `finish` work end (at most `linger` s, shielded), then cancel everything
+        the service runs and wait until it has stopped."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(linger):
+            while self._finishing and self.running:  # it may spawn more such work
+                self._finished = anyio.Event()
+                await self._finished.wait()
+        self.closed = True  # nothing may start from here on
         task = self._task
         try:
             if task is not None:
@@ -76,6 +99,7 @@ class Service:
                     stream.close()  # the receive side too, in case the task never ran
             self._send = self._receive = None
             self._task = None
+            self._finishing = 0  # what was cut never ends
 
     async def _run(self, receive: MemoryObjectReceiveStream[Work]) -> None:
         try:

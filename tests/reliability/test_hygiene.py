@@ -162,6 +162,22 @@ async def test_a_plain_break_leaves_nothing_open(caplog: pytest.LogCaptureFixtur
     assert collections.Counter(j.state.value for j in sim.ledger.jobs)["in_queue"] == 0
 
 
+async def test_a_break_then_closing_the_client_at_once_leaves_nothing_queued(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No wait between the two: the batch's end (spawned when it is let go of) and the
+    # cancels of submits landing after it must finish before the client is closed.
+    async def body(sim: Simulator, client: rc.Client) -> None:
+        async for _ in client.map([("not a model id", {}), *inputs(40)], max_in_flight=20):
+            break
+
+    async with watched(caplog):
+        sim = await run_and_close(SimulatorConfig(models=SLOW, queue_delay=0, concurrency=2), body)
+    states = collections.Counter(j.state.value for j in sim.ledger.jobs)
+    assert states["in_queue"] == 0
+    assert sim.ledger.calls["cancel"] >= 1
+
+
 async def test_a_cancelled_consumer_leaves_nothing_open(caplog: pytest.LogCaptureFixture) -> None:
     async def body(sim: Simulator, client: rc.Client) -> None:
         async def consume() -> None:
@@ -293,9 +309,9 @@ async def test_a_submit_answered_while_the_client_closes_starts_nothing_that_out
                 await closing.wait()
             return request
 
-        async def closing_now() -> None:
+        async def closing_now(**linger: float) -> None:
             closing.set()
-            await close()
+            await close(**linger)
 
         client._runtime.post = answered_as_the_client_closes  # type: ignore[method-assign]
         client._runtime._service.close = closing_now  # type: ignore[method-assign]
