@@ -53,8 +53,12 @@ class Scheduler:
         self._nap: anyio.CancelScope | None = None
         self._nap_until = math.inf
         self._times: dict[str, RunTimes] = {}
-        self._by_model: dict[str, set[Tracker]] = {}
-        self._live: set[Tracker] = set()
+        # Trackers in the order they were tracked (dicts as ordered sets): a set of them
+        # iterates in memory-address order, and `_replan` draws jitter from `_rng` per
+        # tracker, so which request got which draw (and so the schedule) would hang on
+        # where the allocator put each tracker, not on the seed.
+        self._by_model: dict[str, dict[Tracker, None]] = {}
+        self._live: dict[Tracker, None] = {}
         self._probing: set[Tracker] = set()  # polled cold: they test remembered run times
         self._probes: dict[str, int] = {}  # probes started per model
         self._overruns: dict[str, set[Tracker]] = {}  # runs outlasting remembered windows
@@ -83,10 +87,10 @@ class Scheduler:
 
     def track(self, tracker: Tracker) -> None:
         """Start tracking: the first poll comes when the policy says."""
-        self._live.add(tracker)
+        self._live[tracker] = None
         model = tracker.model_id
         if model is not None:
-            self._by_model.setdefault(model, set()).add(tracker)
+            self._by_model.setdefault(model, {})[tracker] = None
             if self._unconfirmed(model) and self._probes.get(model, 0) < self._policy.probes:
                 self._probes[model] = self._probes.get(model, 0) + 1
                 self._probing.add(tracker)
@@ -136,12 +140,12 @@ class Scheduler:
 
     def _finish(self, tracker: Tracker, outcome: Outcome, *, learn: bool = True) -> None:
         window = self._window(tracker.model_id, tracker)  # what it was polled by
-        self._live.discard(tracker)
+        self._live.pop(tracker, None)
         self._probing.discard(tracker)
         tracker.version += 1
         model = tracker.model_id
         if model is not None:
-            self._by_model.get(model, set()).discard(tracker)
+            self._by_model.get(model, {}).pop(tracker, None)
             self._overruns.get(model, set()).discard(tracker)
         span = tracker.run_time_range() if learn and model is not None else None
         if model is not None and span is not None and tracker.state is not State.CANCELLED:

@@ -218,10 +218,28 @@ async def test_runs_longer_than_remembered_are_relearnt(tmp_path: Path) -> None:
     now = runs(10.0, 30.0, seed=4)
     _, p95 = await run_batch(cache, now)
     _, fixed_p95 = fixed_poll(now)
-    # Within the 1.05x of the issue's targets: since #16.1's floor past the window this
-    # reverse case sits at ~0.94x on average, and one CI run measured 1.03x (2.03 s vs 1.97).
-    assert p95 <= 1.05 * fixed_p95
+    # 0.976x on this batch (1.92 s vs 1.97), and 0.89-0.98x over scheduler seeds 0-7. The
+    # 1.03x once seen on CI was not this batch's figure: the poller's schedule hung on the
+    # memory addresses of its trackers (a set's order), so it moved with the tests before.
+    assert p95 <= fixed_p95
     assert min(cache.load()[MODEL]) > 8.0
+
+
+async def test_a_batch_is_polled_the_same_wherever_its_trackers_sit_in_memory(
+    tmp_path: Path,
+) -> None:
+    # Virtual time and seeded jitter make a batch's polls a function of its inputs; an
+    # iteration in memory-address order (a set of trackers) would let the allocator in.
+    # This case relearns its run times, which re-plans the polls of every tracker.
+    seen = []
+    for junk in (0, 33, 1000):
+        ballast = [object() for _ in range(junk)]  # moves where the trackers are allocated
+        cache = RunTimesFile(tmp_path / f"run_times_{junk}.json")
+        cache.save({MODEL: runs(2.0, 5.0, n=64)})
+        seen.append(await run_mix(cache, [(MODEL, s) for s in runs(10.0, 30.0, seed=4)]))
+        del ballast
+    assert seen[1] == seen[0]
+    assert seen[2] == seen[0]
 
 
 @pytest.mark.parametrize(
