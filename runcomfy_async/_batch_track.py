@@ -78,9 +78,9 @@ class Tracking:
             self._settle_now(job, tracker)  # without the write: a rerun re-attaches to it
 
     def _write_later(self, work: Work) -> bool:
-        """Run `work`, which writes to the journal, in the background: the journal stays
-        open, and the batch's end and the client's close wait for it. False if the client
-        is closed (then it does not run)."""
+        """Run `work` (an outcome's write, a late submit's cancel and its record) in the
+        background: the journal stays open, and the batch's end and the client's close
+        wait for it. False if the client is closed (then it does not run)."""
         self.core.writing()
         try:
             spawned = self.core.runtime.spawn(work, finish=True)

@@ -6,27 +6,29 @@ import asyncio
 
 import anyio
 
-from runcomfy_async._service import Service
+from runcomfy_async._service import Service, Work
 
 
 async def forever() -> None:
     await anyio.sleep_forever()
 
 
+def noting(ended: list[str], what: str, after: float) -> Work:
+    """Work that takes `after` s, then notes `what` in `ended`."""
+
+    async def work() -> None:
+        await anyio.sleep(after)
+        ended.append(what)
+
+    return work
+
+
 async def test_close_lets_finish_work_end_even_if_it_had_not_started() -> None:
     service = Service(forever, name="t")
     ended: list[str] = []
-
-    async def cancel_of_a_queued_request() -> None:
-        await anyio.sleep(0.05)  # the cancel's round trip
-        ended.append("cancelled")
-
-    async def poll() -> None:
-        await anyio.sleep(2.0)  # still polling when the cancel has ended
-        ended.append("polled")
-
-    service.spawn(poll)
-    service.spawn(cancel_of_a_queued_request, finish=True)  # not started yet at close()
+    service.spawn(noting(ended, "polled", after=2.0))  # still polling when the cancel ended
+    cancel = noting(ended, "cancelled", after=0.05)  # the cancel's round trip
+    service.spawn(cancel, finish=True)  # not started yet at close()
     await service.close(linger=5.0)
     assert ended == ["cancelled"]  # the other work was cut, the cancel was not
     assert not service.running
@@ -36,12 +38,9 @@ async def test_finish_work_spawned_by_finish_work_ends_too() -> None:
     service = Service(forever, name="t")
     ended: list[str] = []
 
-    async def late_cancel() -> None:
-        await anyio.sleep(0.02)
-        ended.append("late cancel")
-
     async def batch_end() -> None:
         await anyio.sleep(0.02)
+        late_cancel = noting(ended, "late cancel", after=0.02)
         service.spawn(late_cancel, finish=True)  # a submit that landed after the end
         ended.append("batch ended")
 
@@ -76,12 +75,7 @@ async def test_close_cancelled_by_its_task_group_still_lets_finish_work_end() ->
     # Shielded: a task group cancelled mid-close must not cut a cancel.
     service = Service(forever, name="t")
     ended: list[str] = []
-
-    async def cancel_of_a_queued_request() -> None:
-        await anyio.sleep(0.1)
-        ended.append("cancelled")
-
-    service.spawn(cancel_of_a_queued_request, finish=True)
+    service.spawn(noting(ended, "cancelled", after=0.1), finish=True)
     async with anyio.create_task_group() as group:
         group.start_soon(lambda: service.close(linger=5.0))
         await anyio.sleep(0.02)
