@@ -153,6 +153,21 @@ class Run:
             return self.calls[endpoint] / jobs
         return sum(self.calls[e] for e in API_ENDPOINTS) / jobs
 
+    def polls_per_request(self, model_id: str | None = None) -> float:
+        """Polls per submitted request (of one model, or all): the /status and /result
+        calls that looked at a request, less the one /result each finished request needs
+        for its outcome. A poller that reads /result until it is done and one that reads
+        /status until it is done, then /result, compare like for like."""
+        jobs = [j for j in self.ledger["jobs"] if model_id is None or j["model_id"] == model_id]
+        ids = {job["request_id"] for job in jobs}
+        looks = sum(
+            1
+            for call in self.ledger["call_log"]
+            if call["endpoint"] in ("status", "result") and call["subject"] in ids
+        )
+        finished = sum(1 for job in jobs if job["finished_at"] is not None)
+        return (looks - finished) / max(1, len(jobs))
+
     def latencies(self, model_id: str | None = None) -> list[float]:
         """Seconds from the simulator marking each request finished to the client having its
         result, on the simulator clock (optionally for one model only)."""
@@ -257,6 +272,7 @@ def standard_rows(runs: Sequence[Run], requests: int) -> list[list[object]]:
         ("RSS before the work (MiB)", "{:.1f}", lambda r: mib(r.worker["rss_before_kb"])),
         ("HTTP calls per request", "{:.2f}", lambda r: r.per_request()),
         ("  status calls per request", "{:.2f}", lambda r: r.per_request("status")),
+        ("  polls per request (status + result - 1)", "{:.2f}", lambda r: r.polls_per_request()),
         ("  result calls per request", "{:.2f}", lambda r: r.per_request("result")),
         ("detection latency p50 (s)", "{:.3f}", lambda r: percentile(r.latencies(), 50)),
         ("detection latency p95 (s)", "{:.3f}", lambda r: percentile(r.latencies(), 95)),

@@ -7,7 +7,6 @@ import math
 import os
 import sys
 import tempfile
-from collections import Counter
 from dataclasses import fields
 from typing import Any
 
@@ -130,12 +129,8 @@ def main() -> int:
     print("Durations below are simulator (scaled) seconds; divide by the time scale for real.\n")
     rows = standard_rows(runs, n)
     rows += per_model_rows(runs)
-    rows.append(
-        ["fixed poll's nominal status calls/req", *[f"{nominal(r, interval):.2f}" for r in runs]]
-    )
-    rows.append(
-        ["oracle status calls per request", *[f"{oracle(r, sim, interval):.2f}" for r in runs]]
-    )
+    rows.append(["fixed poll's nominal polls/req", *[f"{nominal(r, interval):.2f}" for r in runs]])
+    rows.append(["oracle polls per request", *[f"{oracle(r, sim, interval):.2f}" for r in runs]])
     print(table(["metric", *(run.name for run in runs)], rows))
     print(
         "(simulator CPU of 'sdk warm' includes its warm-up batch. Nominal: what a poll every "
@@ -143,11 +138,11 @@ def main() -> int:
         "knows each model's shortest run time, waits for it, then polls at that same interval, "
         "so its latency is the fixed poll's.)\n"
     )
-    p95_raw, s_raw = percentile(raw.latencies(), 95), raw.per_request("status")
+    p95_raw, s_raw = percentile(raw.latencies(), 95), raw.polls_per_request()
     print("targets (SDK vs fixed poll, same run):")
     targets = ((sdk, 1.1, None), (cached, 0.6, 1.05), (warm, 0.6, 1.05))
     for run, calls_target, p95_target in targets:
-        p95, status = percentile(run.latencies(), 95), run.per_request("status")
+        p95, polls = percentile(run.latencies(), 95), run.polls_per_request()
         if p95_target is not None:
             print(
                 f"  {run.name}: detection latency p95 = {p95:.3f} s vs {p95_raw:.3f} s "
@@ -155,44 +150,31 @@ def main() -> int:
                 f"{verdict(p95 <= p95_raw * p95_target)}"
             )
         print(
-            f"  {run.name}: status calls per request = {status:.2f} vs {s_raw:.2f} "
-            f"({status / s_raw:.2f}x; target <= {calls_target:g}x): "
-            f"{verdict(status <= s_raw * calls_target)}"
+            f"  {run.name}: polls per request = {polls:.2f} vs {s_raw:.2f} "
+            f"({polls / s_raw:.2f}x; target <= {calls_target:g}x): "
+            f"{verdict(polls <= s_raw * calls_target)}"
         )
     floor = oracle(raw, sim, interval) / nominal(raw, interval)
     print(f"  (the oracle's floor at the fixed poll's latency: {floor:.2f}x the nominal calls)")
     return 0 if not any(r.worker["errors"] for r in (sdk, cached, warm)) else 1
 
 
-def by_model(run: Run) -> tuple[Counter[str], Counter[str]]:
-    """(status calls, requests) per model."""
-    model_of = {job["request_id"]: job["model_id"] for job in run.ledger["jobs"]}
-    jobs = Counter(model_of.values())
-    status = Counter(
-        model_of.get(call["subject"], "?")
-        for call in run.ledger["call_log"]
-        if call["endpoint"] == "status"
-    )
-    return status, jobs
-
-
 def per_model_rows(runs: list[Run]) -> list[list[object]]:
     rows: list[list[object]] = []
     for model_id, name in NAMES.items():
-        rows.append([f"{name}: status calls per request"])
+        rows.append([f"{name}: polls per request"])
         rows.append([f"{name}: detection latency p50 (s)"])
         rows.append([f"{name}: detection latency p95 (s)"])
         for run in runs:
-            status, jobs = by_model(run)
             latencies = run.latencies(model_id)
-            rows[-3].append(f"{status[model_id] / max(1, jobs[model_id]):.2f}")
+            rows[-3].append(f"{run.polls_per_request(model_id):.2f}")
             rows[-2].append(f"{percentile(latencies, 50):.3f}")
             rows[-1].append(f"{percentile(latencies, 95):.3f}")
     return rows
 
 
 def nominal(run: Run, interval: float) -> float:
-    """Status calls per request of a poll every `interval` s from submit, for these run times."""
+    """Polls per request of a poll every `interval` s from submit, for these run times."""
     jobs = [job for job in run.ledger["jobs"] if job["finished_at"] is not None]
     polls = 0
     for job in jobs:

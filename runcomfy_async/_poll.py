@@ -16,7 +16,7 @@ from ._errors import RunComfyError
 from ._policy import PollPolicy, RunTimes, RunWindow
 from ._retry import Clock, Sleep
 from ._telemetry import concerning
-from ._track import EXPIRED, Api, Outcome, Tracker, TrackSettings, poll_once
+from ._track import EXPIRED, Answers, Api, Outcome, Tracker, TrackSettings, poll_once
 from ._wire import State
 
 logger = logging.getLogger("runcomfy_async")
@@ -48,6 +48,7 @@ class Scheduler:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng
+        self._answers = Answers()
         self._heap: list[tuple[float, int, int, Tracker]] = []
         self._order = itertools.count()
         self._nap: anyio.CancelScope | None = None
@@ -193,8 +194,8 @@ class Scheduler:
         now = self._clock()
         due_now = {id(entry[3]): entry[0] for entry in self._heap if entry[2] == entry[3].version}
         for tracker in self._by_model.get(model_id, ()):
-            if tracker.done or tracker.state not in (State.IN_PROGRESS, None):
-                continue
+            if tracker.done or tracker.polling or tracker.state not in (State.IN_PROGRESS, None):
+                continue  # a tracker being polled is rescheduled by what its poll finds
             anchor = tracker.anchor if tracker.anchor is not None else tracker.submitted_at
             if anchor is None:
                 continue
@@ -232,7 +233,8 @@ class Scheduler:
                 # the event loop for the price of polling a few milliseconds early.
                 while self._heap and self._heap[0][0] <= now + _COALESCE:
                     _, _, version, tracker = heapq.heappop(self._heap)
-                    if version == tracker.version and not tracker.done:
+                    if version == tracker.version and not tracker.done and not tracker.polling:
+                        tracker.polling = True  # handed out: nothing re-plans it till polled
                         try:
                             send.send_nowait(tracker)
                         except anyio.WouldBlock:
@@ -260,13 +262,18 @@ class Scheduler:
                         self._finish(tracker, failure, learn=False)
 
     async def _poll(self, tracker: Tracker) -> None:
-        if tracker.done:
-            return
-        if tracker.deadline is not None and self._clock() >= tracker.deadline:
-            self._finish(tracker, EXPIRED, learn=False)
-            return
-        with concerning(tracker.request_id, tracker.model_id):  # its calls' log records
-            outcome = await poll_once(self._api, tracker, self._settings, self._clock)
+        try:
+            if tracker.done:
+                return
+            if tracker.deadline is not None and self._clock() >= tracker.deadline:
+                self._finish(tracker, EXPIRED, learn=False)
+                return
+            with concerning(tracker.request_id, tracker.model_id):  # its calls' log records
+                outcome = await poll_once(
+                    self._api, tracker, self._settings, self._clock, self._answers
+                )
+        finally:
+            tracker.polling = False  # what follows may schedule it again
         if tracker.done:
             return  # forgotten while the poll was in flight
         if outcome is None:

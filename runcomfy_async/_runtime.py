@@ -223,6 +223,18 @@ class Runtime:
         self, request_id: str, *, include_cost: bool = True, model_id: str | None = None
     ) -> Result:
         """The request's Result; stamped with `model_id` (the model it was submitted to)."""
+        result = await self.try_result(request_id, include_cost=include_cost, model_id=model_id)
+        if result is None:
+            # RunComfy's 400005: not ready. Report the state /status knows instead.
+            status = await self.status(request_id)
+            return Result(request_id=request_id, state=status.state)
+        return result
+
+    async def try_result(
+        self, request_id: str, *, include_cost: bool = True, model_id: str | None = None
+    ) -> Result | None:
+        """`result`, but None where RunComfy answers 400005 (not ready) instead of the
+        state: what a poll of a request known to be running needs, in one call."""
         try:
             with about(request_id):
                 body = await self.transport.call(
@@ -233,9 +245,7 @@ class Runtime:
                     params={"include_cost": "true"} if include_cost else None,
                 )
         except ResultNotReadyError:
-            # RunComfy's 400005: not ready. Report the state /status knows instead.
-            status = await self.status(request_id)
-            return Result(request_id=request_id, state=status.state)
+            return None
         result = of_model(_wire.result_from(body, request_id), model_id)
         self.telemetry.resulted(result)
         return result

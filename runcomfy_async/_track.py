@@ -1,4 +1,4 @@
-"""One tracked request: its poll state machine (status → result) and how it ends."""
+"""One tracked request: its poll state machine (/status and /result) and how it ends."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ class Api(Protocol):
 
     async def status(self, request_id: str, /) -> Status: ...
     async def result(self, request_id: str, /) -> Result: ...
+    async def try_result(self, request_id: str, /) -> Result | None: ...
     async def cancel(self, request_id: str, /) -> CancelOutcome: ...
 
 
@@ -72,6 +73,7 @@ class Tracker:
         "on_change",
         "on_done",
         "outcome",
+        "polling",
         "polls",
         "queue_position",
         "queued_seen_at",
@@ -105,6 +107,7 @@ class Tracker:
         self.state: State | None = None
         self.queue_position: int | None = None
         self.polls = 0
+        self.polling = False  # handed to a poller: nothing else may poll it till it is back
         self.running_polls = 0
         self.finished = False  # /status said terminal: read /result from now on
         self.confirmations = 0
@@ -230,22 +233,56 @@ def settle(result: Result) -> Result | RequestFailedError:
     return result
 
 
+class Answers:
+    """How this client's RunComfy answers, as its polls found out (shared by its trackers)."""
+
+    __slots__ = ("result_tells_state",)
+
+    def __init__(self) -> None:
+        # An unfinished /result answered 200 with its state (the documented behaviour),
+        # not 400005: a first poll can read /result, and a finished request takes one call.
+        self.result_tells_state = False
+
+
 async def poll_once(
-    api: Api, tracker: Tracker, settings: TrackSettings, clock: Clock
+    api: Api, tracker: Tracker, settings: TrackSettings, clock: Clock, answers: Answers
 ) -> Result | RunComfyError | None:
-    """Poll once: /status until it says terminal, then /result to learn the outcome.
+    """Poll once, in one call where RunComfy allows it.
+
+    /result once the request is seen running: its end and its outcome come in one answer (a
+    400005 "not ready" means it still runs). /result for a first poll too, once this
+    RunComfy was found to tell an unfinished request's state there. /status otherwise (a
+    queued request: its queue position), and /result after a /status that says finished.
 
     Returns the outcome (a Result on success, the error otherwise), or None to poll again.
     A poll that fails on the network never ends the tracking.
     """
     rid = tracker.request_id
     try:
+        result: Result | None = None
+        running = tracker.state is State.IN_PROGRESS
+        if not tracker.finished and (
+            running or (tracker.state is None and answers.result_tells_state)
+        ):
+            result = await api.try_result(rid)
+            if result is None and running:  # 400005: not ready, so it still runs
+                tracker.observe(State.IN_PROGRESS, None, clock())
+                return None
+            if result is not None:
+                result = of_model(result, tracker.model_id)
+                tracker.observe(result.state, None, clock())
+                tracker.finished = result.state.is_terminal
+                if not tracker.finished:
+                    answers.result_tells_state = True
+                    return None
         if not tracker.finished:
             status = await api.status(rid)
             tracker.observe(status.state, status.queue_position, clock())
             tracker.finished = status.state.is_terminal
         if tracker.finished:
-            result = tracker.result = of_model(await api.result(rid), tracker.model_id)
+            if result is None:
+                result = of_model(await api.result(rid), tracker.model_id)
+            tracker.result = result
             if not result.state.is_terminal:
                 return None
             if (

@@ -207,7 +207,11 @@ async def _calls(request: web.Request, handler: _Handler) -> web.StreamResponse:
                 answered = response.status
                 return await _truncate(request, response)
             if rule is not None and action == "other_model_id":
-                response = _other_model_id(response, rule)
+                changed = _other_model_id(response, rule)
+                if changed is None:  # an answer naming no model (unfinished): untouched
+                    backend.faults.unfire(rule)
+                else:
+                    response = changed
         answered = response.status
         return response
     finally:
@@ -237,14 +241,16 @@ def _fault_answer(rule: FaultRule) -> web.Response:
     return response
 
 
-def _other_model_id(response: web.StreamResponse, rule: FaultRule) -> web.StreamResponse:
-    """The answer with its `model_id` replaced (a result naming another model)."""
+def _other_model_id(response: web.StreamResponse, rule: FaultRule) -> web.Response | None:
+    """The answer with its `model_id` replaced (a result naming another model); None for an
+    answer that names no model."""
     body = response.body if isinstance(response, web.Response) else None
     if not isinstance(body, bytes) or response.status != 200:
-        return response
+        return None
     answer = msgspec.json.decode(body)
-    if isinstance(answer, dict) and "model_id" in answer:
-        answer["model_id"] = rule.other_model_id
+    if not isinstance(answer, dict) or "model_id" not in answer:
+        return None
+    answer["model_id"] = rule.other_model_id
     return _json(answer, response.status)
 
 

@@ -42,7 +42,8 @@ class FaultRule:
       and close.
     - "error_200": answer HTTP 200 `{"error_code": error_code, "error_message": ...}`.
     - "other_model_id": handle the call; a /result answer then names `other_model_id` as
-      its `model_id` (a result that is not of the model submitted).
+      its `model_id` (a result that is not of the model submitted). Only answers that name
+      a model (a finished request's) are changed, and only they count as a firing.
     """
 
     action: Action
@@ -145,3 +146,10 @@ class Faults:
             armed.fired += 1
             return rule
         return None
+
+    def unfire(self, rule: FaultRule) -> None:
+        """Take back one firing of `rule`: it matched a call it turned out not to change."""
+        for armed in self._armed:
+            if armed.rule is rule and armed.fired:
+                armed.fired -= 1
+                return

@@ -47,13 +47,14 @@ async def spread_inputs() -> AsyncIterator[tuple[str, dict[str, Any]]]:
 
 
 class Polls:
-    """Counts the polls the client starts (its runtime's status() and result()), with times,
+    """Counts the polls the client starts (its runtime's status(), result() and
+    try_result()), with times,
     and the polls its poller pool schedules: (when, when due), on the client's clock."""
 
     def __init__(self, client: rc.Client) -> None:
         self.started: list[float] = []
         self.scheduled: list[tuple[float, float]] = []
-        for name in ("status", "result"):
+        for name in ("status", "result", "try_result"):
             real = getattr(client._runtime, name)
 
             async def counted(request_id: str, _real: Any = real) -> Any:
@@ -109,20 +110,22 @@ async def _collect(batch: rc.Batch) -> list[rc.Item]:
 
 
 def polls_by_request(log: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """When each request's polls reached the simulator (request id -> times, in order). A
-    poll is a status call, or a result call not right behind its request's status call:
-    a result read after a status that said terminal is the same poll going on (this is
-    told by the order of the request's calls, not their spacing, which a busy client
-    stretches past any gap one could pick)."""
-    previous: dict[str, str] = {}
-    polls: dict[str, list[float]] = {}
+    """When each request's polls reached the simulator (request id -> times, in order).
+    Every status and result call is a poll, but for the result read right after a status
+    call that said the request was over: the same poll going on. That is its request's
+    last call, so it is told by the order of the calls, not their spacing, which a busy
+    client stretches past any gap one could pick. (A status call that says the request
+    runs is followed by polls of /result, each a poll of its own.)"""
+    calls: dict[str, list[tuple[float, str]]] = {}
     for call in sorted(log, key=lambda c: c["at"]):
-        endpoint, subject = call["endpoint"], call["subject"]
-        if endpoint not in ("status", "result"):
-            continue
-        if not (endpoint == "result" and previous.get(subject) == "status"):
-            polls.setdefault(subject, []).append(call["at"])
-        previous[subject] = endpoint
+        if call["endpoint"] in ("status", "result"):
+            calls.setdefault(call["subject"], []).append((call["at"], call["endpoint"]))
+    polls: dict[str, list[float]] = {}
+    for subject, mine in calls.items():
+        last = len(mine) - 1
+        if last > 0 and mine[last][1] == "result" and mine[last - 1][1] == "status":
+            mine = mine[:last]  # the outcome read right behind the poll that found it over
+        polls[subject] = [at for at, _ in mine]
     return polls
 
 

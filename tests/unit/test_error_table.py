@@ -259,6 +259,8 @@ async def test_invalid_input_error_is_a_value_error_raised_before_any_call(
 async def test_wait_timeout_error_is_a_timeout_error(client: rc.Client, vt: VirtualTime) -> None:
     with aioresponses() as m:
         m.get(STATUS, body=json.dumps({"status": "in_progress"}), repeat=True)
+        result = f"{STATUS.removesuffix('status')}result?include_cost=true"
+        m.get(result, body=json.dumps({"status": "in_progress"}), repeat=True)
         with pytest.raises(TimeoutError) as caught:
             await client.wait("r1", timeout=5)
     assert isinstance(caught.value, rc.WaitTimeoutError)

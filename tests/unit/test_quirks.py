@@ -445,22 +445,74 @@ async def test_server_error_with_an_html_page_is_retried_then_raised_readably(
 # ------------------------------------------------------------------ wait()
 
 
-async def test_wait_polls_through_the_queue_and_returns_the_result(
+async def test_wait_polls_status_through_the_queue_then_result_once_running(
     client: rc.Client, vt: VirtualTime
 ) -> None:
     with aioresponses() as m:
         serve(m, "GET", STATUS, "status_in_queue")
         serve(m, "GET", STATUS, "status_in_progress")
-        serve(m, "GET", STATUS, "status_completed")
-        serve(m, "GET", RESULT, "result_succeeded")
+        serve(m, "GET", RESULT, "result_succeeded")  # its end and its output in one call
         result = await client.wait(RID, timeout=300)
-        assert calls(m, "GET", STATUS) == 3
+        assert calls(m, "GET", STATUS) == 2
         assert calls(m, "GET", RESULT) == 1
     assert result.succeeded
     assert result.output is not None
     assert result.output.image == f"{CDN}/a.png"
     assert len(vt.sleeps) == 2
     assert all(0 < d <= 300 for d in vt.sleeps)
+
+
+async def test_a_running_request_answered_400005_on_result_is_polled_there_until_done(
+    client: rc.Client, vt: VirtualTime
+) -> None:
+    with aioresponses() as m:
+        serve(m, "GET", STATUS, "status_in_progress")
+        serve(m, "GET", RESULT, "result_not_ready_400005")
+        serve(m, "GET", RESULT, "result_not_ready_400005")
+        serve(m, "GET", RESULT, "result_succeeded")
+        result = await client.wait(RID, timeout=300)
+        assert calls(m, "GET", STATUS) == 1  # 400005 is "still running": no /status to ask
+        assert calls(m, "GET", RESULT) == 3
+    assert result.succeeded
+    assert len(vt.sleeps) == 3  # four polls, the first at once
+
+
+async def test_once_result_told_an_unfinished_state_a_first_poll_reads_result(
+    client: rc.Client, vt: VirtualTime
+) -> None:
+    other = "9a8b7c6d-0000-4e8b-9c2a-1d5e6f7a8b9c"
+    other_status = f"{API}/v1/requests/{other}/status"
+    other_result = f"{API}/v1/requests/{other}/result?include_cost=true"
+    with aioresponses() as m:
+        serve(m, "GET", STATUS, "status_in_progress")
+        serve(m, "GET", RESULT, "result_in_progress_200")  # RunComfy tells states there
+        serve(m, "GET", RESULT, "result_succeeded")
+        assert (await client.wait(RID, timeout=300)).succeeded
+        m.add(other_result, "GET", payload={"status": "succeeded", "output": {"image": "x"}})
+        assert (await client.wait(other, timeout=300)).succeeded
+        assert calls(m, "GET", other_status) == 0  # finished by its first poll: one call
+        assert calls(m, "GET", other_result) == 1
+
+
+async def test_a_first_poll_on_result_that_finds_it_queued_goes_on_with_status(
+    client: rc.Client, vt: VirtualTime
+) -> None:
+    other = "9a8b7c6d-0000-4e8b-9c2a-1d5e6f7a8b9c"
+    other_status = f"{API}/v1/requests/{other}/status"
+    other_result = f"{API}/v1/requests/{other}/result?include_cost=true"
+    with aioresponses() as m:
+        serve(m, "GET", STATUS, "status_in_progress")
+        serve(m, "GET", RESULT, "result_in_progress_200")
+        serve(m, "GET", RESULT, "result_succeeded")
+        assert (await client.wait(RID, timeout=300)).succeeded
+        serve(m, "GET", other_result, "result_in_queue_200")
+        m.add(other_status, "GET", payload={"status": "in_queue", "queue_position": 3})
+        m.add(other_status, "GET", payload={"status": "in_progress"})
+        m.add(other_result, "GET", payload={"status": "succeeded", "output": {"image": "x"}})
+        assert (await client.wait(other, timeout=300)).succeeded
+        # queued: its queue position is read on /status; running: /result again
+        assert calls(m, "GET", other_status) == 2
+        assert calls(m, "GET", other_result) == 2
 
 
 async def test_wait_on_completed_then_failed_raises_with_the_servers_error(

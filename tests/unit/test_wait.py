@@ -38,11 +38,10 @@ async def test_wait_polls_until_finished_and_confirms_on_result(vt: VirtualTime)
     with aioresponses() as m:
         m.get(STATUS, payload={"status": "in_queue", "queue_position": 2})
         m.get(STATUS, payload={"status": "in_progress"})
-        m.get(STATUS, payload={"status": "completed"})
         m.get(RESULT, payload={"status": "succeeded", "output": OUTPUT, "cost": 0.04})
         async with make_client(vt) as client:
             result = await client.wait("r1")
-        assert count(m, "GET", "/status") == 3
+        assert count(m, "GET", "/status") == 2  # running: the next poll reads /result
         assert count(m, "GET", "/result") == 1
     assert result.succeeded
     assert result.output is not None
@@ -135,6 +134,7 @@ async def test_an_unknown_request_id_is_not_found(vt: VirtualTime) -> None:
 async def test_wait_timeout_names_the_request_and_leaves_it_running(vt: VirtualTime) -> None:
     with aioresponses() as m:
         m.get(STATUS, payload={"status": "in_progress"}, repeat=True)
+        m.get(RESULT, payload={"status": "in_progress"}, repeat=True)  # polled once running
         async with make_client(vt) as client:
             with pytest.raises(rc.WaitTimeoutError) as info:
                 await client.wait("r1", timeout=30)
@@ -160,10 +160,12 @@ async def test_wait_timeout_can_cancel_the_request(vt: VirtualTime) -> None:
 async def test_polls_back_off_and_hold_back_for_a_long_queue(vt: VirtualTime) -> None:
     with aioresponses() as m:
         m.get(STATUS, payload={"status": "in_progress"}, repeat=True)
+        m.get(RESULT, status=400, payload={"error_code": 400005}, repeat=True)
         async with make_client(vt) as client:
             with pytest.raises(rc.WaitTimeoutError):
                 await client.wait("r1", timeout=120)
-        running_polls = count(m, "GET", "/status")
+        assert count(m, "GET", "/status") == 1  # then /result, which says "not ready"
+        running_polls = count(m, "GET", "/result") + 1
     with aioresponses() as m:
         m.get(STATUS, payload={"status": "in_queue", "queue_position": 40}, repeat=True)
         async with make_client(vt) as client:
@@ -177,10 +179,11 @@ async def test_polls_back_off_and_hold_back_for_a_long_queue(vt: VirtualTime) ->
 async def cancel_while(vt: VirtualTime, state: str, **wait_kwargs: Any) -> int:
     with aioresponses() as m:
         m.get(STATUS, payload={"status": state}, repeat=True)
+        m.get(RESULT, payload={"status": state}, repeat=True)  # a running one is read there
         m.post(CANCEL, status=202, payload={"outcome": "cancelled"})
         async with make_client(vt) as client:
             task = asyncio.ensure_future(client.wait("r1", **wait_kwargs))
-            while count(m, "GET", "/status") < 3:
+            while count(m, "GET", "/status") + count(m, "GET", "/result") < 3:
                 await asyncio.sleep(0)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
