@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import statistics
 import sys
 
 from _common import (
@@ -65,6 +67,9 @@ def main() -> int:
     targets(sdk, raw, n)
     print()
     ratio_targets(sdk, raw, p95=0.35 if n >= 5000 else None)  # issue 16's, at 5,000
+    if n >= 5000:
+        print()
+        p95_cost(raw, 0.35)
     return 0 if not sdk.worker["errors"] else 1
 
 
@@ -87,6 +92,37 @@ def targets(sdk: Run, raw: Run, n: int) -> None:
         f"{1000 * sdk.worker['cpu'] / n:.3f} ms / "
         f"({1000 * raw_per_call:.3f} ms x {sdk_calls / n:.2f}) = {cpu_ratio:.2f}  "
         f"(target <= 1.3): {verdict(cpu_ratio <= 1.3)}"
+    )
+
+
+def p95_cost(raw: Run, target: float) -> None:
+    """What a p95 detection latency of `target` s costs any single-process poller of these
+    runs, estimated from the ledger: one that knows the shortest run time waits for it,
+    then polls each request every `target` / 0.95 s (the spacing whose uniform phase puts
+    95 % of detections within `target`) until it reads the outcome (that poll is the
+    /result). Its calls at the raw loop's CPU per call, against the time the run may take
+    with the submits spread over 1.1x the raw loop's span (the submit-span target)."""
+    runs = [
+        float(job["finished_at"] - job["started_at"])
+        for job in raw.ledger["jobs"]
+        if job["finished_at"] is not None and job["started_at"] is not None
+    ]
+    shortest, spacing = min(runs), target / 0.95
+    polls = statistics.fmean(max(1, math.ceil((t - shortest) / spacing)) for t in runs)
+    calls = len(runs) * (1 + polls)  # a submit each, and the polls (the last one the outcome)
+    per_call = raw.worker["cpu"] / sum(raw.calls[e] for e in API_ENDPOINTS)
+    window = 1.1 * raw.ideal_wall()[0] + max(runs)
+    need = calls * per_call
+    print(f"what p95 <= {target:g} s costs (an estimate, not a target):")
+    print(
+        f"  a poller that waits {shortest:.2f} s, then polls every {spacing:.3f} s: "
+        f"{polls:.2f} polls a request, {calls:.0f} calls with the submits, in at most "
+        f"{window:.2f} s (1.1x the raw submit span + the longest run)"
+    )
+    print(
+        f"  at the raw loop's {1e3 * per_call:.3f} ms of CPU per call: {need:.2f} s of CPU, "
+        f"{need / window:.0%} of the client's one core over the whole run (its busiest "
+        "stretch, while submits and finishes overlap, needs more)"
     )
 
 
