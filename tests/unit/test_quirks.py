@@ -477,42 +477,43 @@ async def test_a_running_request_answered_400005_on_result_is_polled_there_until
     assert len(vt.sleeps) == 3  # four polls, the first at once
 
 
+OTHER = "9a8b7c6d-0000-4e8b-9c2a-1d5e6f7a8b9c"
+OTHER_STATUS = f"{API}/v1/requests/{OTHER}/status"
+OTHER_RESULT = f"{API}/v1/requests/{OTHER}/result?include_cost=true"
+
+
+async def told_states_on_result(m: aioresponses, client: rc.Client) -> None:
+    """Wait for RID, whose /result says `in_progress` (200) while it runs, as documented."""
+    serve(m, "GET", STATUS, "status_in_progress")
+    serve(m, "GET", RESULT, "result_in_progress_200")
+    serve(m, "GET", RESULT, "result_succeeded")
+    assert (await client.wait(RID, timeout=300)).succeeded
+
+
 async def test_once_result_told_an_unfinished_state_a_first_poll_reads_result(
     client: rc.Client, vt: VirtualTime
 ) -> None:
-    other = "9a8b7c6d-0000-4e8b-9c2a-1d5e6f7a8b9c"
-    other_status = f"{API}/v1/requests/{other}/status"
-    other_result = f"{API}/v1/requests/{other}/result?include_cost=true"
     with aioresponses() as m:
-        serve(m, "GET", STATUS, "status_in_progress")
-        serve(m, "GET", RESULT, "result_in_progress_200")  # RunComfy tells states there
-        serve(m, "GET", RESULT, "result_succeeded")
-        assert (await client.wait(RID, timeout=300)).succeeded
-        m.add(other_result, "GET", payload={"status": "succeeded", "output": {"image": "x"}})
-        assert (await client.wait(other, timeout=300)).succeeded
-        assert calls(m, "GET", other_status) == 0  # finished by its first poll: one call
-        assert calls(m, "GET", other_result) == 1
+        await told_states_on_result(m, client)
+        m.add(OTHER_RESULT, "GET", payload={"status": "succeeded", "output": {"image": "x"}})
+        assert (await client.wait(OTHER, timeout=300)).succeeded
+        assert calls(m, "GET", OTHER_STATUS) == 0  # finished by its first poll: one call
+        assert calls(m, "GET", OTHER_RESULT) == 1
 
 
 async def test_a_first_poll_on_result_that_finds_it_queued_goes_on_with_status(
     client: rc.Client, vt: VirtualTime
 ) -> None:
-    other = "9a8b7c6d-0000-4e8b-9c2a-1d5e6f7a8b9c"
-    other_status = f"{API}/v1/requests/{other}/status"
-    other_result = f"{API}/v1/requests/{other}/result?include_cost=true"
     with aioresponses() as m:
-        serve(m, "GET", STATUS, "status_in_progress")
-        serve(m, "GET", RESULT, "result_in_progress_200")
-        serve(m, "GET", RESULT, "result_succeeded")
-        assert (await client.wait(RID, timeout=300)).succeeded
-        serve(m, "GET", other_result, "result_in_queue_200")
-        m.add(other_status, "GET", payload={"status": "in_queue", "queue_position": 3})
-        m.add(other_status, "GET", payload={"status": "in_progress"})
-        m.add(other_result, "GET", payload={"status": "succeeded", "output": {"image": "x"}})
-        assert (await client.wait(other, timeout=300)).succeeded
+        await told_states_on_result(m, client)
+        serve(m, "GET", OTHER_RESULT, "result_in_queue_200")
+        m.add(OTHER_STATUS, "GET", payload={"status": "in_queue", "queue_position": 3})
+        m.add(OTHER_STATUS, "GET", payload={"status": "in_progress"})
+        m.add(OTHER_RESULT, "GET", payload={"status": "succeeded", "output": {"image": "x"}})
+        assert (await client.wait(OTHER, timeout=300)).succeeded
         # queued: its queue position is read on /status; running: /result again
-        assert calls(m, "GET", other_status) == 2
-        assert calls(m, "GET", other_result) == 2
+        assert calls(m, "GET", OTHER_STATUS) == 2
+        assert calls(m, "GET", OTHER_RESULT) == 2
 
 
 async def test_wait_on_completed_then_failed_raises_with_the_servers_error(
