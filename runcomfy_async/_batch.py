@@ -113,6 +113,7 @@ class Engine:
         self.submits = Submits(self.core, self.tracking)
         self._input_error: Exception | None = None  # the caller's iterable raised it
         self._traced: BatchProbe | None = None  # the batch's span, from start() on
+        self._handed = 0  # items handed out
 
     async def start(self) -> None:
         core = self.core
@@ -147,6 +148,19 @@ class Engine:
                 with anyio.CancelScope(shield=True):
                     await self.aclose()
                 raise core.fatal
+            self._handed += 1
+            if self._handed % _BURST:
+                # Items already made are handed out without a loop turn each: on a loop busy
+                # with polls, a turn takes milliseconds, and one item a turn held finished
+                # requests from their consumer for up to 0.6 s (1,000 requests of 1-3 s).
+                # Every _BURST-th item waits its turn, so the consumer cannot hog the loop.
+                try:
+                    item = core.receive.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    pass  # nothing made yet, or the end: wait for it below
+                else:
+                    core.slots.release()
+                    return item
             try:
                 with anyio.move_on_after(self._patience()) as waited:
                     item = await core.receive.receive()
