@@ -20,6 +20,7 @@ from ._errors import RunComfyError, WaitTimeoutError
 from ._items import BatchInput, Item, MapOptions, Progress
 from ._journals import open_journal
 from ._runtime import Runtime
+from ._streams import BURST, made
 from ._telemetry import BatchProbe
 
 __all__ = ["Batch"]
@@ -149,18 +150,10 @@ class Engine:
                     await self.aclose()
                 raise core.fatal
             self._handed += 1
-            if self._handed % _BURST:
-                # Items already made are handed out without a loop turn each: on a loop busy
-                # with polls, a turn takes milliseconds, and one item a turn held finished
-                # requests from their consumer for up to 0.6 s (1,000 requests of 1-3 s).
-                # Every _BURST-th item waits its turn, so the consumer cannot hog the loop.
-                try:
-                    item = core.receive.receive_nowait()
-                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                    pass  # nothing made yet, or the end: wait for it below
-                else:
-                    core.slots.release()
-                    return item
+            ready = made(core.receive, self._handed)  # no loop turn an item already made
+            if ready is not None:
+                core.slots.release()
+                return ready
             try:
                 with anyio.move_on_after(self._patience()) as waited:
                     item = await core.receive.receive()
@@ -321,7 +314,7 @@ async def _each(
     be sent (`sending`, released by its submit's task).
 
     Free semaphores are taken without yielding to the event loop (a checkpoint every
-    `_BURST` inputs keeps the loop responsive and the reading cancellable): with polls of the
+    `BURST` inputs keeps the loop responsive and the reading cancellable): with polls of the
     inputs already sent ready on every loop turn, one input read a turn held 10,000 submits
     to about 3 on the wire at a time, and their span to twice a raw loop's."""
     taken = 0
@@ -330,7 +323,7 @@ async def _each(
         # Cancelled (the reading stopped) at either await, nothing was taken or read.
         nonlocal taken
         taken += 1
-        if taken % _BURST == 0:
+        if taken % BURST == 0:
             await anyio.lowlevel.checkpoint()
         try:
             semaphore.acquire_nowait()
@@ -361,6 +354,3 @@ async def _each(
                 sending.release()
                 return
             yield value
-
-
-_BURST = 256  # semaphores taken between two checkpoints while they are free

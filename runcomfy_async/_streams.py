@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Iterable
+from typing import TypeVar
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._errors import RequestFailedError, RunComfyError, WaitTimeoutError
 from ._request import Request
@@ -13,7 +15,25 @@ from ._runtime import Runtime
 from ._track import EXPIRED, Tracker
 from ._wire import Result, State
 
-__all__ = ["as_completed", "watch"]
+__all__ = ["BURST", "as_completed", "made", "watch"]
+
+T = TypeVar("T")
+
+BURST = 256  # things taken without a loop turn between two checkpoints
+
+
+def made(receive: MemoryObjectReceiveStream[T], taken: int) -> T | None:
+    """What `receive` holds already, taken without a turn of the event loop; None when it
+    holds nothing yet, has ended, or `taken` is a multiple of BURST (then the caller awaits
+    `receive()`, and the loop gets its turn: a consumer cannot hog it). On a loop busy with
+    polls a turn takes milliseconds: one result a turn held finished requests from their
+    consumer for up to 0.6 s (map() of 1,000 requests of 1-3 s)."""
+    if taken % BURST == 0:
+        return None
+    try:
+        return receive.receive_nowait()
+    except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+        return None  # nothing made yet, or the end: the caller's await tells which
 
 
 async def as_completed(
@@ -33,7 +53,8 @@ async def as_completed(
     errors: list[RunComfyError] = []  # about one request each: raised after the others
     try:
         for left in range(len(trackers), 0, -1):
-            tracker = await receive.receive()
+            ready = made(receive, left)  # no loop turn a result already in
+            tracker = ready if ready is not None else await receive.receive()
             outcome = tracker.outcome
             if outcome is EXPIRED:
                 timed_out = WaitTimeoutError(

@@ -304,6 +304,27 @@ async def test_a_batch_reads_its_inputs_without_a_loop_turn_each_and_caps_those_
     assert batch.progress.read == 600
 
 
+class LoopTurns:
+    """Counts the turns of the event loop while in its `with` block."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+
+    async def _count(self) -> None:
+        while True:
+            await asyncio.sleep(0)
+            self.turns += 1
+
+    async def __aenter__(self) -> LoopTurns:
+        self._task = asyncio.ensure_future(self._count())
+        await asyncio.sleep(0)
+        self.turns = 0
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._task.cancel()
+
+
 async def test_items_already_made_reach_the_consumer_without_a_loop_turn_each() -> None:
     # On a loop busy with polls a turn takes milliseconds: handing out one finished item a
     # turn held results from their consumer for up to 0.6 s (1,000 requests of 1-3 s).
@@ -315,21 +336,25 @@ async def test_items_already_made_reach_the_consumer_without_a_loop_turn_each() 
             with anyio.fail_after(20):
                 while batch.progress.done < n:  # every item made, waiting to be taken
                     await asyncio.sleep(0.01)
-            turns = 0
-
-            async def count_turns() -> None:
-                nonlocal turns
-                while True:
-                    await asyncio.sleep(0)
-                    turns += 1
-
-            counter = asyncio.ensure_future(count_turns())
-            await asyncio.sleep(0)
-            before = turns
-            rest = [item async for item in batch]
-            during = turns - before
-            counter.cancel()
+            async with LoopTurns() as loop:
+                rest = [item async for item in batch]
     assert first.ok
     assert len(rest) == n - 1
     assert all(item.ok for item in rest)
-    assert during <= 8, f"{during} loop turns to hand out {n - 1} items already made"
+    assert loop.turns <= 8, f"{loop.turns} loop turns to hand out {n - 1} items already made"
+
+
+async def test_as_completed_hands_out_results_already_in_without_a_loop_turn_each() -> None:
+    n = 300
+    async with Simulator(sim_config()) as sim, client_for(sim) as client:
+        requests = [await client.submit(p) for p in prompts(n)]
+        results = client.as_completed(requests)
+        first = await anext(results)
+        with anyio.fail_after(20):
+            while client._runtime.scheduler.tracked:  # every outcome in, waiting to be taken
+                await asyncio.sleep(0.01)
+        async with LoopTurns() as loop:
+            rest = [result async for result in results]
+    assert first.succeeded
+    assert len(rest) == n - 1
+    assert loop.turns <= 8, f"{loop.turns} loop turns to hand out {n - 1} results already in"
