@@ -176,7 +176,14 @@ async def _calls(request: web.Request, handler: _Handler) -> web.StreamResponse:
     if kind is None:  # admin routes and unknown paths
         return await handler(request)
     backend = request.app[BACKEND]
-    arrived = backend.now()
+    with backend.handling() as arrived:  # answered as of the moment it arrived
+        return await _logged(request, handler, backend, kind, arrived)
+
+
+async def _logged(
+    request: web.Request, handler: _Handler, backend: Backend, kind: str, arrived: float
+) -> web.StreamResponse:
+    """One API call with its faults applied, logged in the ledger as arrived at `arrived`."""
     subject = request.match_info.get("request_id") or request.match_info.get("model_id")
     model_id = request.match_info.get("model_id") or backend.model_of(subject)
     rule = backend.faults.match(kind, model_id)

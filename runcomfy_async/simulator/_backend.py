@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hmac
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +18,11 @@ from ._engine import Engine, Job, JobState
 from ._faults import Faults
 from ._ledger import Ledger
 from ._media import CONTENT_TYPES, output_file
+
+# The arrival time of the call this task is answering (each call has a task of its own).
+_ARRIVED: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "runcomfy_simulator_arrived", default=None
+)
 
 _decoder = msgspec.json.Decoder()
 _UNFINISHED = (JobState.QUEUED, JobState.RUNNING)
@@ -72,8 +80,22 @@ class Backend:
         self._anchor = config.wall_clock() - config.clock()
 
     def now(self) -> float:
-        """Simulator-clock seconds."""
-        return self.config.clock()
+        """Simulator-clock seconds; while a call is handled, the moment it arrived (`handling`)."""
+        arrived = _ARRIVED.get()
+        return self.config.clock() if arrived is None else arrived
+
+    @contextlib.contextmanager
+    def handling(self) -> Iterator[float]:
+        """Handle one call as of the moment it arrived (yielded): its answer tells the state
+        at the time its ledger entry says, so a call logged after a job's finish saw it
+        finished, and one logged before did not (reading the clock again while answering
+        let a call stamped microseconds before a finish read the finished job)."""
+        arrived = self.config.clock()
+        token = _ARRIVED.set(arrived)
+        try:
+            yield arrived
+        finally:
+            _ARRIVED.reset(token)
 
     def authorize(self, header: str | None) -> None:
         """Accept `Bearer <token>` (only the configured key, if one is set)."""
