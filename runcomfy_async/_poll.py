@@ -194,8 +194,8 @@ class Scheduler:
         now = self._clock()
         due_now = {id(entry[3]): entry[0] for entry in self._heap if entry[2] == entry[3].version}
         for tracker in self._by_model.get(model_id, ()):
-            if tracker.done or tracker.polling or tracker.state not in (State.IN_PROGRESS, None):
-                continue  # a tracker being polled is rescheduled by what its poll finds
+            if tracker.done or tracker.state not in (State.IN_PROGRESS, None):
+                continue
             anchor = tracker.anchor if tracker.anchor is not None else tracker.submitted_at
             if anchor is None:
                 continue
@@ -234,7 +234,9 @@ class Scheduler:
                 while self._heap and self._heap[0][0] <= now + _COALESCE:
                     _, _, version, tracker = heapq.heappop(self._heap)
                     if version == tracker.version and not tracker.done and not tracker.polling:
-                        tracker.polling = True  # handed out: nothing re-plans it till polled
+                        # Handed out: an entry pushed for it meanwhile (a re-plan) is dropped
+                        # here, and its poll's end schedules it again.
+                        tracker.polling = True
                         try:
                             send.send_nowait(tracker)
                         except anyio.WouldBlock:

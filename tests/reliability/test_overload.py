@@ -48,8 +48,8 @@ async def spread_inputs() -> AsyncIterator[tuple[str, dict[str, Any]]]:
 
 class Polls:
     """Counts the polls the client starts (its runtime's status(), result() and
-    try_result()), with times,
-    and the polls its poller pool schedules: (when, when due), on the client's clock."""
+    try_result()), with times, and the polls its poller pool schedules: (when, when due),
+    on the client's clock."""
 
     def __init__(self, client: rc.Client) -> None:
         self.started: list[float] = []

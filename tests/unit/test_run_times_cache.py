@@ -51,7 +51,7 @@ class FakeRunComfy:
         self.time = time
         self.ends: dict[str, float] = {}
         self.model_of: dict[str, str] = {}
-        self.status_calls: Counter[str] = Counter()  # polls, per model
+        self.polls: Counter[str] = Counter()  # per model
         self.polling: set[str] = set()  # requests a poll of is in flight
         self.overlaps = 0  # polls that began while another of the same request was in flight
 
@@ -73,7 +73,7 @@ class FakeRunComfy:
 
     async def status(self, rid: str, /) -> Status:
         await self._answer(rid)
-        self.status_calls[self.model_of[rid]] += 1
+        self.polls[self.model_of[rid]] += 1
         return Status(rid, State.COMPLETED if self._done(rid) else State.IN_PROGRESS)
 
     async def result(self, rid: str, /) -> Result:
@@ -82,10 +82,10 @@ class FakeRunComfy:
 
     async def try_result(self, rid: str, /) -> Result | None:
         await self._answer(rid)
-        self.status_calls[self.model_of[rid]] += 1  # this poll finds it done, or not
+        self.polls[self.model_of[rid]] += 1  # this poll finds it done, or not
         if not self._done(rid):
             return Result(rid, State.IN_PROGRESS)
-        return Result(rid, State.SUCCEEDED, output=Output({"image": "https://x/y.png"}))
+        return await self.result(rid)
 
     async def cancel(self, rid: str, /) -> CancelOutcome:
         raise AssertionError("nothing is cancelled here")
@@ -141,7 +141,7 @@ async def run_mix(
         cache.save(scheduler.learnt())
     # a re-plan once pushed the requests being polled too: two polls of one at once
     assert api.overlaps == 0, f"{api.overlaps} polls began while one of the same was out"
-    return {model: (api.status_calls[model], seen) for model, seen in latencies.items()}
+    return {model: (api.polls[model], seen) for model, seen in latencies.items()}
 
 
 def runs(low: float, high: float, n: int = 100, seed: int = 1) -> list[float]:
