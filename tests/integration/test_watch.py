@@ -13,7 +13,16 @@ from runcomfy_async import models
 from runcomfy_async.simulator import ModelProfile, Simulator, SimulatorConfig
 
 WAN = models.Wan22TextToImage.model_id
-QUICK = rc.PollPolicy(first_interval=0.02, min_interval=0.01, max_interval=0.05)
+# Queued polls held back 0.01 s a place, not the default 0.5 s: a request one place back
+# was next polled after 0.5 s, and a 0.3 s run that began meanwhile could end unseen on a
+# busy machine (it read in_queue, then completed: a full-suite run on 2 cores).
+QUICK = rc.PollPolicy(
+    first_interval=0.02,
+    min_interval=0.01,
+    max_interval=0.05,
+    seconds_per_queue_position=0.01,
+    max_queue_interval=0.05,
+)
 
 
 def client_for(sim: Simulator) -> rc.Client:
