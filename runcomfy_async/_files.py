@@ -99,8 +99,11 @@ def _holds_file(value: object) -> bool:
     return _is_file(value) or (isinstance(value, list | tuple) and any(map(_is_file, value)))
 
 
+_FILE_TYPES = (LocalFile, os.PathLike)  # built once: a union per call cost each submit ~1 us
+
+
 def _is_file(value: object) -> bool:
-    return isinstance(value, LocalFile | os.PathLike) and not isinstance(value, str)
+    return isinstance(value, _FILE_TYPES) and not isinstance(value, str)
 
 
 def refer(value: Any) -> Any:  # a typed input stays of its class
