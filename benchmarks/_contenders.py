@@ -22,7 +22,8 @@ import aiohttp
 WAN = "wan-ai/wan-2-2/text-to-image"
 RUNWAY = "runwayml/runway-gen-3-alpha/turbo/image-to-video"
 TERMINAL = frozenset({"completed", "succeeded", "failed", "cancelled"})
-HEADERS = {"Authorization": "Bearer bench", "Accept": "application/json"}
+KEY = "rk-bench-5f0c2a9e7d1b4c3a8e6f9d2b"  # a real key's length: the SDK scrubs answers of it
+HEADERS = {"Authorization": f"Bearer {KEY}", "Accept": "application/json"}
 Spec = dict[str, Any]
 Work = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -113,7 +114,7 @@ async def sdk_map(spec: Spec) -> dict[str, Any]:
     received: dict[str, float] = {}
     errors: list[str] = []
     async with rc.Client(
-        "bench",
+        KEY,
         base_url=spec["url"],
         poll=policy,
         max_connections=spec["connections"],
@@ -215,7 +216,7 @@ async def sdk_status(spec: Spec) -> dict[str, Any]:
     import runcomfy_async as rc
 
     async with rc.Client(
-        "bench",
+        KEY,
         base_url=spec["url"],
         max_connections=spec["connections"],
         telemetry=_telemetry() if spec.get("telemetry") else False,
@@ -261,9 +262,7 @@ async def sync_status(spec: Spec) -> dict[str, Any]:
 
     import runcomfy_async as rc
 
-    with rc.SyncClient(
-        "bench", base_url=spec["url"], max_connections=spec["connections"]
-    ) as client:
+    with rc.SyncClient(KEY, base_url=spec["url"], max_connections=spec["connections"]) as client:
         ids = [
             client.submit(model_id, inputs).request_id
             for model_id, inputs in inputs_of({WAN: spec["callers"]})

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
-from _common import WAN, SimSpec, header, simulator, verdict
+from _common import KEY, WAN, SimSpec, header, simulator, verdict
 
 import runcomfy_async as rc
 
@@ -28,9 +28,7 @@ def inputs(n: int) -> Iterator[dict[str, Any]]:
 
 
 async def sdk(url: str, n: int, connections: int, profile: cProfile.Profile | None) -> float:
-    async with rc.Client(
-        "bench", base_url=url, max_connections=connections, run_times=False
-    ) as client:
+    async with rc.Client(KEY, base_url=url, max_connections=connections, run_times=False) as client:
         cpu = time.process_time()
         if profile is not None:
             profile.enable()
@@ -45,7 +43,7 @@ async def raw(url: str, n: int, connections: int) -> float:
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(body: dict[str, Any]) -> None:
-            headers = {"Authorization": "Bearer bench"}
+            headers = {"Authorization": f"Bearer {KEY}"}
             async with session.post(f"{url}/v1/models/{WAN}", json=body, headers=headers) as r:
                 await r.json()
 

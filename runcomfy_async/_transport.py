@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections.abc import Mapping
@@ -95,6 +96,13 @@ def _about_path(path: str) -> dict[str, str | None]:
     return about(request_id, model_id)
 
 
+@functools.lru_cache(maxsize=64)
+def _query_string(params: tuple[tuple[str, str], ...]) -> str:
+    """`params` encoded as yarl's `with_query` encodes them, once per distinct set: the
+    encoding cost each /result call (its include_cost) ~3 us."""
+    return URL("http://query").with_query(params).raw_query_string
+
+
 def _scope(kind: CallKind) -> str:
     """The pace a call shares: RunComfy may limit submits apart from everything else."""
     return "submit" if kind is CallKind.SUBMIT else "other"
@@ -127,7 +135,9 @@ class Transport:
     ) -> None:
         self._telemetry: Telemetry = telemetry or NoTelemetry()
         self._key = api_key
-        self._base = base_url
+        base = URL(base_url, encoded=True)  # checked by resolve_base_url
+        self._scheme, self._authority = base.scheme, base.raw_authority
+        self._prefix = base.raw_path.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeouts.total, connect=timeouts.connect)
         self._retry = retry
         self._max_connections = max_connections
@@ -205,9 +215,13 @@ class Transport:
         probe: CallProbe,
     ) -> T:
         session = self.check_open()
-        url = URL(self._base + path, encoded=True)
-        if params:
-            url = url.with_query(params)
+        url = URL.build(  # parsing the joined string cost each call ~1.5 us more
+            scheme=self._scheme,
+            authority=self._authority,
+            path=self._prefix + path,
+            query_string=_query_string(tuple(params.items())) if params else "",
+            encoded=True,
+        )
         headers = {
             "Authorization": self._key.bearer(),  # its repr hides the key
             "Accept": "application/json",

@@ -205,6 +205,27 @@ async def test_result_without_include_cost_sends_no_query(client: rc.Client) -> 
     assert result.cost is None
 
 
+async def test_a_base_url_with_a_path_keeps_it_in_every_call(vt: VirtualTime) -> None:
+    # A gateway in front of RunComfy: its path prefix stays, the ids stay quoted.
+    gateway = "https://gateway.example.com/runcomfy/"
+    rid = "r/1 x"
+    submit = f"{gateway}v1/models/wan-ai/wan-2-2/text-to-image"
+    status = f"{gateway}v1/requests/r%2F1%20x/status"
+    result = f"{gateway}v1/requests/r%2F1%20x/result?include_cost=true"
+    async with rc.Client(
+        api_key="test-key", base_url=gateway, sleep=vt.sleep, clock=vt.clock
+    ) as client:
+        with aioresponses() as m:
+            m.post(submit, payload={"request_id": rid})
+            serve(m, "GET", status, "status_in_progress")
+            serve(m, "GET", result, "result_succeeded")
+            request = await client.submit(models.Wan22TextToImage(prompt="a fox"))
+            assert (await client.status(request)).state is rc.State.IN_PROGRESS
+            assert (await client.result(request)).succeeded
+            seen = [str(url) for (_, url) in m.requests]
+    assert seen == [submit, status, result]
+
+
 async def test_result_completed_with_output_is_a_success(client: rc.Client) -> None:
     with aioresponses() as m:
         serve(m, "GET", RESULT, "result_completed_as_success")
