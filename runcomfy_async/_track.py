@@ -118,7 +118,7 @@ class Tracker:
         self.ended_by: float | None = None
         self.version = 0  # bumped on every (re)schedule: older heap entries are stale
         self.outcome: Outcome | None = None
-        self._done = anyio.Event()
+        self._done: anyio.Event | None = None  # made by the first wait(): a batch never waits
 
     @property
     def done(self) -> bool:
@@ -128,7 +128,8 @@ class Tracker:
         """Set the outcome once and wake the waiters."""
         if self.outcome is None:
             self.outcome = outcome
-            self._done.set()
+            if self._done is not None:
+                self._done.set()
             if self.on_done is not None:
                 try:
                     self.on_done(self)
@@ -139,6 +140,10 @@ class Tracker:
 
     async def wait(self) -> Outcome:
         """The outcome, once there is one."""
+        if self._done is None:
+            self._done = anyio.Event()
+            if self.outcome is not None:
+                self._done.set()
         await self._done.wait()
         assert self.outcome is not None
         return self.outcome
