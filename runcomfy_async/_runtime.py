@@ -114,6 +114,7 @@ class Runtime:
             clock=clock,
             sleep=sleep,
             rng=rng,
+            submitting=lambda: self.transport.submits > 0,
         )
         self._service = Service(self._scheduler.run, name="runcomfy-async-service")
         self._downloader: Downloader | None = None

@@ -149,6 +149,7 @@ class Transport:
         self._clock = clock
         self._rng = rng
         self.budget = RetryBudget(retry)
+        self.submits = 0  # submits in call(): while any is, pollers let them go first
         self.pace = AdaptiveRate(clock=clock, sleep=sleep)
 
     async def open(self) -> None:
@@ -197,10 +198,17 @@ class Transport:
         SubmissionUnknownError if the outcome cannot be known. 429s are waited out until
         `rate_limit_until` (client clock; default: the policy's patience from now).
         """
-        with self._telemetry.call(kind.value, method, path) as probe:
-            return await self._call(
-                kind, method, path, decoder, body, params, submit_of, rate_limit_until, probe
-            )
+        submit = kind is CallKind.SUBMIT
+        if submit:
+            self.submits += 1
+        try:
+            with self._telemetry.call(kind.value, method, path) as probe:
+                return await self._call(
+                    kind, method, path, decoder, body, params, submit_of, rate_limit_until, probe
+                )
+        finally:
+            if submit:
+                self.submits -= 1
 
     async def _call(
         self,

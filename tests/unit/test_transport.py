@@ -371,3 +371,32 @@ def test_a_refused_base_url_never_echoes_its_password(url: str) -> None:
     with pytest.raises(rc.ConfigurationError) as info:
         rc.Client(api_key="k", base_url=url)
     assert "s3cret-pw" not in "".join(traceback.format_exception(info.value))
+
+
+async def test_no_submit_is_counted_on_the_wire_once_each_has_ended(vt: VirtualTime) -> None:
+    # While a submit is on the wire the pollers let it go first (a loop turn each poll);
+    # a count left behind by a failed or cancelled submit would slow every later poll.
+    entered = asyncio.Event()
+
+    async def hang(url: Any, **kwargs: Any) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    with aioresponses() as m:
+        m.post(SUBMIT_URL, payload=OK_SUBMIT)
+        m.post(SUBMIT_URL, exception=aiohttp.ServerDisconnectedError())
+        m.post(SUBMIT_URL, callback=hang)
+        async with make_client(vt) as client:
+            transport = client._runtime.transport
+            await client.submit(WAN, {"prompt": "ok"})
+            assert transport.submits == 0
+            with pytest.raises(rc.SubmissionUnknownError):
+                await client.submit(WAN, {"prompt": "lost"})
+            assert transport.submits == 0
+            task = asyncio.ensure_future(client.submit(WAN, {"prompt": "hangs"}))
+            await entered.wait()
+            assert transport.submits == 1
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert transport.submits == 0
